@@ -1,0 +1,223 @@
+"""The aiosqlite engine: a storage_core backend on one SQLite file.
+
+One writer connection runs each save as a ``BEGIN IMMEDIATE`` transaction, so
+the write lock is taken before anything is read and the consecutive-role
+check, the index and the trim all see the latest committed state. Several
+processes on one file queue on SQLite's lock (busy timeout), and a busy error
+that outlasts it is a ``TransientError`` the core retries. A second connection
+serves reads without waiting for writers (WAL). aiosqlite runs every call on
+its own thread, so the event loop never waits on file I/O.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiosqlite
+
+from storage_core import (
+    AppendRequest,
+    AppendResult,
+    Capabilities,
+    ClosedError,
+    ConfigurationError,
+    ConversationKey,
+    SessionInfo,
+    StorageError,
+    StorageURL,
+    StoredRow,
+    TransientError,
+)
+
+from . import sql
+from .plan import plan_append, to_rows, to_sessions
+
+__all__ = ["SqliteBackend"]
+
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_SYNCHRONOUS = ("off", "normal", "full", "extra")
+_OPTIONS = ("busy_timeout", "synchronous")
+
+
+def translate(exc: sqlite3.Error, what: str) -> StorageError:
+    """A storage_core error for an sqlite3 error (kept as ``__cause__`` by the caller)."""
+    text = str(exc)
+    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    if code is not None:
+        busy = code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    else:
+        busy = "database is locked" in text or "busy" in text
+    if busy:
+        return TransientError(f"{what}: the database is busy ({text})")
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StorageError(f"{what}: constraint failed ({text})")
+    return StorageError(f"{what} failed: {text}")
+
+
+class SqliteBackend:
+    """A storage_core backend on an SQLite database file (or ``:memory:``)."""
+
+    def __init__(self, path: str, *, busy_timeout_ms: int = 5000, synchronous: str = "full"):
+        if synchronous not in _SYNCHRONOUS:
+            raise ConfigurationError(f"synchronous must be one of {_SYNCHRONOUS}")
+        self.path = path
+        self.in_memory = path in ("", ":memory:") or path.startswith("file::memory:")
+        self.busy_timeout_ms = busy_timeout_ms
+        self.synchronous = synchronous
+        self.capabilities = Capabilities(
+            shared_across_processes=not self.in_memory, persistent=not self.in_memory
+        )
+        self._writer: aiosqlite.Connection | None = None
+        self._reader: aiosqlite.Connection | None = None
+        self._write_lock = asyncio.Lock()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SqliteBackend({self.path!r})"
+
+    @classmethod
+    def from_url(cls, url: StorageURL, options: Mapping[str, Any]) -> SqliteBackend:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:``.
+
+        Query options: ``busy_timeout`` (milliseconds, default 5000) and
+        ``synchronous`` (``full`` by default, or ``normal``).
+        """
+        if options:
+            raise ConfigurationError(
+                f"sqlite:// takes no keyword options, got: {', '.join(sorted(options))}"
+            )
+        if url.opaque or url.host:
+            raise ConfigurationError(
+                f"SQLite URLs have three slashes and no host: sqlite:///relative.db, "
+                f"sqlite:////absolute/path.db or sqlite:///:memory: (got {url})"
+            )
+        if not url.path:
+            raise ConfigurationError(f"the SQLite URL {url} names no database file")
+        unknown = set(url.query) - set(_OPTIONS)
+        if unknown:
+            raise ConfigurationError(
+                f"unknown sqlite:// option(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(_OPTIONS)}"
+            )
+        timeout = url.query_value("busy_timeout") or "5000"
+        if not timeout.isdigit():
+            raise ConfigurationError(f"busy_timeout must be milliseconds, got {timeout!r}")
+        return cls(
+            url.path,
+            busy_timeout_ms=int(timeout),
+            synchronous=(url.query_value("synchronous") or "full").lower(),
+        )
+
+    # -- connections -------------------------------------------------------
+
+    async def _connect(self) -> aiosqlite.Connection:
+        try:
+            conn = await aiosqlite.connect(
+                self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise ConfigurationError(
+                f"cannot open the SQLite database {self.path!r}: {exc}"
+            ) from exc
+        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        return conn
+
+    async def initialize(self) -> None:
+        if self._closed:
+            raise ClosedError("the SQLite backend is closed")
+        if self._writer is not None:
+            return
+        writer = await self._connect()
+        try:
+            if not self.in_memory:
+                await writer.execute("PRAGMA journal_mode = WAL")
+            await writer.execute("BEGIN IMMEDIATE")
+            for statement in sql.SCHEMA:
+                await writer.execute(statement)
+            await writer.execute("COMMIT")
+            reader = writer if self.in_memory else await self._connect()
+        except sqlite3.Error as exc:
+            await writer.close()
+            raise translate(exc, "initialize") from exc
+        self._writer, self._reader = writer, reader
+
+    async def close(self) -> None:
+        self._closed = True
+        writer, reader, self._writer, self._reader = self._writer, self._reader, None, None
+        if reader is not None and reader is not writer:
+            await reader.close()
+        if writer is not None:
+            await writer.close()
+
+    def _conn(self, which: aiosqlite.Connection | None) -> aiosqlite.Connection:
+        if which is None:
+            raise ClosedError("the SQLite backend is closed" if self._closed
+                              else "the SQLite backend is not initialized")
+        return which
+
+    @asynccontextmanager
+    async def _transaction(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the writer; rolls back on any error."""
+        async with self._write_lock:
+            conn = self._conn(self._writer)
+            try:
+                await conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                await conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    await conn.rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise translate(exc, what) from exc
+                raise
+
+    async def _read(self, what: str, statement: str, params: Sequence[Any]) -> list[Any]:
+        conn = self._conn(self._reader)
+        try:
+            if conn is self._writer:
+                async with self._write_lock:
+                    return list(await conn.execute_fetchall(statement, params))
+            return list(await conn.execute_fetchall(statement, params))
+        except sqlite3.Error as exc:
+            raise translate(exc, what) from exc
+
+    # -- the protocol ------------------------------------------------------
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        plan = plan_append(request)
+        async with self._transaction("append") as conn:
+            async with conn.execute(*plan.last_index) as cursor:
+                row = await cursor.fetchone()
+            last_index = None if row is None else row[0]
+            cursor = await conn.executemany(plan.insert_sql, plan.insert_params)
+            inserted = cursor.rowcount
+            if plan.trim is not None:
+                await conn.execute(*plan.trim)
+            read_rows = await conn.execute_fetchall(*plan.read) if plan.read else []
+        return plan.result(last_index, inserted, read_rows)
+
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+        params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
+        return to_rows(await self._read("fetch_chat", sql.NEWEST, params))
+
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
+        return to_rows(await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id)))
+
+    async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
+        return to_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
+
+    async def _delete(self, what: str, statement: str, params: tuple[str, ...]) -> int:
+        async with self._transaction(what) as conn:
+            cursor = await conn.execute(statement, params)
+            return cursor.rowcount
+
+    async def delete_session(self, user_id: str, session_id: str) -> int:
+        return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id))
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self._delete("delete_user", sql.DELETE_USER, (user_id,))

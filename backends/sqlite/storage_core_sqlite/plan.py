@@ -1,0 +1,91 @@
+"""Turning storage_core requests into SQLite-family statements and back.
+
+Both engines use it: the aiosqlite engine runs a plan inside one
+``BEGIN IMMEDIATE`` transaction, storage-core-libsql sends it to sqld as one
+batch. Rows come back as plain tuples in ``sql``'s column order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from storage_core import AppendRequest, AppendResult, SessionInfo, StoredRow
+
+from . import sql
+
+Statement = tuple[str, tuple[Any, ...]]
+
+
+@dataclass(frozen=True)
+class AppendPlan:
+    """The statements of one save, in order: last index, inserts, trim, read."""
+
+    request: AppendRequest
+    last_index: Statement
+    insert_sql: str
+    insert_params: list[tuple[Any, ...]]
+    trim: Statement | None
+    read: Statement | None
+
+    def statements(self) -> list[Statement]:
+        """Every statement, one insert per row (for a remote batch)."""
+        out = [self.last_index]
+        out += [(self.insert_sql, p) for p in self.insert_params]
+        if self.trim is not None:
+            out.append(self.trim)
+        if self.read is not None:
+            out.append(self.read)
+        return out
+
+    def result(
+        self, last_index: int | None, inserted: int, read_rows: Iterable[Sequence[Any]]
+    ) -> AppendResult:
+        """Build the result from the last index before the save, the number of
+        rows inserted, and the rows of the ``read`` statement."""
+        req = self.request
+        rows = list(req.rows)
+        if inserted == len(rows) - 1:
+            rows = rows[1:]  # the first row had the stored last role
+        elif inserted != len(rows):
+            raise AssertionError(f"inserted {inserted} of {len(rows)} rows")
+        start = -1 if last_index is None else last_index
+        stored = [
+            StoredRow(req.key.agent_id, start + 1 + i, r.role, r.content, r.timestamp)
+            for i, r in enumerate(rows)
+        ]
+        history = to_rows(read_rows) if req.history else None
+        return AppendResult(stored=stored, history=history)
+
+
+def plan_append(req: AppendRequest) -> AppendPlan:
+    """The statements that carry out ``req`` (see ``storage_core.AppendRequest``)."""
+    k = req.key
+    conv = (k.user_id, k.session_id, k.agent_id)
+    insert_sql = sql.INSERT_NEXT_UNLESS_SAME_ROLE if req.skip_same_role else sql.INSERT_NEXT
+    insert_params = [(*conv, r.role, r.content, r.timestamp) for r in req.rows]
+    trim = (sql.TRIM, (*conv, *conv, req.keep)) if req.keep is not None else None
+    read: Statement | None = None
+    if req.history:
+        limit = -1 if req.history_limit is None else req.history_limit
+        read = (sql.NEWEST, (*conv, limit))
+    return AppendPlan(req, (sql.LAST_INDEX, conv), insert_sql, insert_params, trim, read)
+
+
+def to_rows(rows: Iterable[Sequence[Any]]) -> list[StoredRow]:
+    """Rows in ``sql._COLUMNS`` order -> StoredRow."""
+    return [StoredRow(str(a), int(i), str(r), str(c), int(t)) for a, i, r, c, t in rows]
+
+
+def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
+    """Rows of ``sql.SESSIONS`` -> one SessionInfo per session."""
+    merged: dict[str, tuple[list[str], int, int]] = {}
+    for session_id, agent_id, count, last in rows:
+        agents, total, latest = merged.get(session_id, ([], 0, 0))
+        agents.append(str(agent_id))
+        merged[session_id] = (agents, total + int(count), max(latest, int(last)))
+    return [
+        SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
+        for sid, (agents, total, latest) in merged.items()
+    ]

@@ -1,0 +1,83 @@
+"""The SQL of the SQLite family (SQLite files and libSQL servers).
+
+One place for every statement, shared by this package's aiosqlite engine and
+by storage-core-libsql, which sends the same statements to sqld. Parameters
+are positional (``?``) in the order each docstring gives.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = 1
+
+# The table and index of agent-squad's SqlChatStorage, unchanged, so its
+# databases are read and written as they are.
+SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS conversations (
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    message_index INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (user_id, session_id, agent_id, message_index)
+)""",
+    """CREATE INDEX IF NOT EXISTS idx_conversations_lookup
+    ON conversations(user_id, session_id, agent_id)""",
+    # Additive: records the schema version storage_core wrote.
+    """CREATE TABLE IF NOT EXISTS storage_core_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)""",
+    f"""INSERT OR IGNORE INTO storage_core_meta (key, value)
+    VALUES ('schema_version', '{SCHEMA_VERSION}')""",
+)
+
+_CONV = "user_id = ? AND session_id = ? AND agent_id = ?"
+_COLUMNS = "agent_id, message_index, role, content, timestamp"
+
+LAST_INDEX = f"SELECT MAX(message_index) FROM conversations WHERE {_CONV}"
+"""(user, session, agent) -> one row: the highest index, or NULL."""
+
+INSERT_NEXT = """INSERT INTO conversations
+    (user_id, session_id, agent_id, message_index, role, content, timestamp)
+SELECT ?1, ?2, ?3,
+    COALESCE((SELECT MAX(message_index) FROM conversations
+              WHERE user_id = ?1 AND session_id = ?2 AND agent_id = ?3), -1) + 1,
+    ?4, ?5, ?6"""
+"""(user, session, agent, role, content, timestamp): append with the next index."""
+
+INSERT_NEXT_UNLESS_SAME_ROLE = INSERT_NEXT + """
+WHERE (SELECT role FROM conversations
+       WHERE user_id = ?1 AND session_id = ?2 AND agent_id = ?3
+       ORDER BY message_index DESC LIMIT 1) IS NOT ?4"""
+"""Like INSERT_NEXT, but stores nothing when the last stored role is the same.
+
+Used for every row of a batch: the core removes same-role neighbours from a
+batch, so only the first row can ever match the stored last role.
+"""
+
+TRIM = f"""DELETE FROM conversations
+WHERE {_CONV} AND message_index <= (
+    SELECT MAX(message_index) FROM conversations WHERE {_CONV}) - ?"""
+"""(user, session, agent, user, session, agent, keep): keep the newest ``keep``."""
+
+NEWEST = f"""SELECT {_COLUMNS} FROM (
+    SELECT {_COLUMNS} FROM conversations WHERE {_CONV}
+    ORDER BY message_index DESC LIMIT ?)
+ORDER BY message_index"""
+"""(user, session, agent, limit): the newest ``limit`` rows (-1: all), oldest first."""
+
+SINCE = f"""SELECT {_COLUMNS} FROM conversations
+WHERE {_CONV} AND message_index > ? ORDER BY message_index"""
+"""(user, session, agent, index): rows after ``index``, oldest first."""
+
+SESSION = f"SELECT {_COLUMNS} FROM conversations WHERE user_id = ? AND session_id = ?"
+"""(user, session): every row of a session, any order."""
+
+SESSIONS = """SELECT session_id, agent_id, COUNT(*), MAX(timestamp) FROM conversations
+WHERE user_id = ? GROUP BY session_id, agent_id"""
+"""(user): per (session, agent): message count and last timestamp."""
+
+DELETE_SESSION = "DELETE FROM conversations WHERE user_id = ? AND session_id = ?"
+DELETE_USER = "DELETE FROM conversations WHERE user_id = ?"

@@ -1,0 +1,143 @@
+"""What a backend implements: a small async protocol and the rows it moves.
+
+Backends store and return rows; the core validates input, encodes content
+as JSON text and applies every rule that needs no stored data. The one rule a
+backend applies itself is the part that must be atomic with the insert (see
+:class:`AppendRequest`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from ._model import SessionInfo
+
+__all__ = [
+    "AppendRequest",
+    "AppendResult",
+    "Backend",
+    "Capabilities",
+    "ConversationKey",
+    "NewRow",
+    "StoredRow",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationKey:
+    """Identifies one conversation: ``(user_id, session_id, agent_id)``."""
+
+    user_id: str
+    session_id: str
+    agent_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """A message ready to insert; ``content`` is JSON text."""
+
+    role: str
+    content: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRow:
+    """A row of the ``conversations`` table; ``content`` is JSON text."""
+
+    agent_id: str
+    message_index: int
+    role: str
+    content: str
+    timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One atomic save, as the core hands it to a backend.
+
+    A backend must, in one transaction (all or nothing):
+
+    1. if ``skip_same_role`` and the conversation's last stored row has the
+       role of ``rows[0]``, leave ``rows[0]`` out (``rows`` never has two
+       neighbours with the same role when ``skip_same_role`` is set, so no
+       other row needs the check);
+    2. insert the remaining rows with ``message_index`` = the conversation's
+       highest index ever + 1, + 2, ... (after a trim, the highest remaining
+       index; an index is never reused while rows above it exist);
+    3. if ``keep`` is not None, delete all but the newest ``keep`` rows;
+    4. if ``history`` is true, read the newest ``history_limit`` rows (all if
+       None), as the state right after this transaction.
+
+    The check in step 1 must see the last row committed at the moment of the
+    insert, never one read earlier.
+    """
+
+    key: ConversationKey
+    rows: Sequence[NewRow]
+    skip_same_role: bool
+    keep: int | None
+    history: bool
+    history_limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppendResult:
+    """What a save stored (with indexes) and, if asked, the history after it."""
+
+    stored: Sequence[StoredRow]
+    history: Sequence[StoredRow] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend offers; the conformance suite tests only what is declared.
+
+    ``shared_across_processes``: several processes may open the same URL and
+    see one database. ``read_your_writes``: a read always sees the caller's
+    earlier writes (false for a bare read replica). ``persistent``: data
+    survives ``close()`` and a new ``make_storage`` of the same URL.
+    """
+
+    shared_across_processes: bool = True
+    read_your_writes: bool = True
+    persistent: bool = True
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """The async protocol every backend implements.
+
+    Errors are raised as :mod:`storage_core.errors` types, with the driver's
+    exception as ``__cause__``; a failure worth retrying is a
+    :class:`~storage_core.errors.TransientError`.
+    """
+
+    capabilities: Capabilities
+
+    async def initialize(self) -> None:
+        """Connect and create the schema if missing; idempotent and safe to run
+        from many processes at once."""
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        """Store a batch atomically; see :class:`AppendRequest`."""
+
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+        """The newest ``limit`` rows of a conversation (all if None), oldest first."""
+
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
+        """Every row of every agent of a session, in any order."""
+
+    async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
+        """One entry per session of the user, in any order."""
+
+    async def delete_session(self, user_id: str, session_id: str) -> int:
+        """Delete a session's rows; return how many were deleted."""
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete all of a user's rows; return how many were deleted."""
+
+    async def close(self) -> None:
+        """Release connections; idempotent."""

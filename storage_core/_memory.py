@@ -1,0 +1,126 @@
+"""The in-memory backend (``memory://``): the reference every backend is held to.
+
+It is built directly on the functions of :mod:`storage_core._rules`, so it
+is the oracle of the conformance suite. ``memory://`` opens a private store;
+``memory://NAME`` opens a store shared by every storage of this process that
+uses the same name.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._backend import (
+    AppendRequest,
+    AppendResult,
+    Capabilities,
+    ConversationKey,
+    StoredRow,
+)
+from ._model import SessionInfo
+from ._rules import drop_consecutive_roles, newest
+from ._urls import StorageURL
+from .errors import ConfigurationError
+
+__all__ = ["MemoryBackend", "MemoryStore"]
+
+
+@dataclass
+class MemoryStore:
+    """The data of one in-memory database."""
+
+    conversations: dict[ConversationKey, list[StoredRow]] = field(default_factory=dict)
+
+
+_named_stores: dict[str, MemoryStore] = {}
+_named_lock = threading.Lock()
+
+
+class MemoryBackend:
+    """A :class:`~storage_core.Backend` keeping rows in Python lists."""
+
+    capabilities = Capabilities(shared_across_processes=False, persistent=False)
+
+    def __init__(self, store: MemoryStore | None = None) -> None:
+        # Every method runs without awaiting, so each call is atomic on the loop.
+        self._store = store if store is not None else MemoryStore()
+
+    @classmethod
+    def from_url(cls, url: StorageURL, options: Mapping[str, Any]) -> MemoryBackend:
+        if options:
+            raise ConfigurationError(
+                f"memory:// takes no options, got: {', '.join(sorted(options))}"
+            )
+        name = (url.host or "") + url.path
+        if not name:
+            return cls()
+        with _named_lock:
+            store = _named_stores.setdefault(name, MemoryStore())
+        return cls(store)
+
+    async def initialize(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        key = request.key
+        rows = self._store.conversations.get(key, [])
+        last_role = rows[-1].role if rows else None
+        batch = list(request.rows)
+        if request.skip_same_role:
+            batch = drop_consecutive_roles(batch, last_role)
+        start = rows[-1].message_index + 1 if rows else 0
+        stored = [
+            StoredRow(key.agent_id, start + i, r.role, r.content, r.timestamp)
+            for i, r in enumerate(batch)
+        ]
+        rows = newest(rows + stored, request.keep)
+        if rows:
+            self._store.conversations[key] = rows
+        history = newest(rows, request.history_limit) if request.history else None
+        return AppendResult(stored=stored, history=history)
+
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+        return newest(self._store.conversations.get(key, []), limit)
+
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
+        return [
+            row
+            for key, rows in self._store.conversations.items()
+            if key.user_id == user_id and key.session_id == session_id
+            for row in rows
+        ]
+
+    async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
+        sessions: dict[str, list[tuple[str, list[StoredRow]]]] = {}
+        for key, rows in self._store.conversations.items():
+            if key.user_id == user_id and rows:
+                sessions.setdefault(key.session_id, []).append((key.agent_id, rows))
+        return [
+            SessionInfo(
+                session_id=sid,
+                agent_ids=tuple(sorted(agent for agent, _ in convs)),
+                message_count=sum(len(rows) for _, rows in convs),
+                last_timestamp=max(row.timestamp for _, rows in convs for row in rows),
+            )
+            for sid, convs in sessions.items()
+        ]
+
+    async def _delete(self, user_id: str, session_id: str | None) -> int:
+        doomed = [
+            key
+            for key in self._store.conversations
+            if key.user_id == user_id and session_id in (None, key.session_id)
+        ]
+        return sum(len(self._store.conversations.pop(key)) for key in doomed)
+
+    async def delete_session(self, user_id: str, session_id: str) -> int:
+        return await self._delete(user_id, session_id)
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self._delete(user_id, None)

@@ -1,0 +1,369 @@
+"""``ChatStorage``: the public object every call goes through.
+
+It validates input, encodes content, applies the rules that need no stored
+data, retries transient failures, keeps secrets out of errors, and hands
+the rest to its backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
+
+from ._backend import AppendRequest, Backend, Capabilities, ConversationKey, NewRow, StoredRow
+from ._limits import Limits
+from ._model import Message, SessionInfo, StoredMessage
+from ._retry import RetryPolicy
+from ._rules import (
+    TRIM_MODES,
+    TrimMode,
+    assign_timestamps,
+    dedupe_within_batch,
+    keep_count,
+    prefix_agent,
+    session_order,
+)
+from ._urls import redact_text, scrub_exception
+from ._validate import (
+    check_id,
+    check_max_history_size,
+    coerce_message,
+    coerce_messages,
+    decode_content,
+    encode_content,
+)
+from .errors import ClosedError, ConfigurationError, StorageError
+
+__all__ = ["ChatStorage"]
+
+log = logging.getLogger("storage_core")
+T = TypeVar("T")
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class ChatStorage:
+    """Conversation history on one database, the same on every backend.
+
+    Create it with :func:`storage_core.make_storage`. Use it as
+    ``async with make_storage(url) as storage:`` or call :meth:`initialize`
+    and :meth:`close` yourself; a call before ``initialize()`` initializes.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        url: str = "",
+        skip_consecutive_roles: bool = True,
+        trim: TrimMode = "messages",
+        limits: Limits | None = None,
+        retry: RetryPolicy | None = None,
+        secrets: Iterable[str] = (),
+        clock: Callable[[], int] = _now_ms,
+    ) -> None:
+        if trim not in TRIM_MODES:
+            raise ConfigurationError(f"trim must be one of {TRIM_MODES}, got {trim!r}")
+        if not isinstance(skip_consecutive_roles, bool):
+            raise ConfigurationError("skip_consecutive_roles must be a bool")
+        self._backend = backend
+        self._url = redact_text(url)
+        self._skip = skip_consecutive_roles
+        self._trim: TrimMode = trim
+        self._limits = limits or Limits()
+        self._retry = retry or RetryPolicy()
+        self._secrets = tuple(s for s in secrets if s)
+        self._clock = clock
+        self._ready = False
+        self._closed = False
+        self._init_lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return f"<ChatStorage {self._url!r} on {type(self._backend).__name__}>"
+
+    @property
+    def url(self) -> str:
+        """The storage URL with its secrets replaced by ``***``."""
+        return self._url
+
+    @property
+    def backend(self) -> Backend:
+        """The backend object (for plugin authors and diagnostics)."""
+        return self._backend
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._backend.capabilities
+
+    @property
+    def limits(self) -> Limits:
+        return self._limits
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def initialize(self) -> None:
+        """Connect and create the schema if needed. Idempotent."""
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
+        if self._ready:
+            return
+        if self._init_lock is None:
+            self._init_lock = asyncio.Lock()
+        async with self._init_lock:
+            if not self._ready:
+                await self._call("initialize", self._backend.initialize, write=False)
+                self._ready = True
+
+    async def close(self) -> None:
+        """Release connections. Idempotent; any later call raises ClosedError."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._call("close", self._backend.close, write=False, retry=False)
+
+    async def __aenter__(self) -> ChatStorage:
+        await self.initialize()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- writes ------------------------------------------------------------
+
+    async def save_chat_message(
+        self,
+        user_id: str,
+        session_id: str,
+        agent_id: str,
+        new_message: Any,
+        max_history_size: int | None = None,
+    ) -> list[StoredMessage]:
+        """Store one message and return the conversation after the save.
+
+        The message is a :class:`Message`, a mapping with ``role`` and
+        ``content`` (and optionally ``timestamp``), or any object with
+        ``.role`` and ``.content``. It is not stored when its role equals the
+        role of the conversation's last message (unless the storage was made
+        with ``skip_consecutive_roles=False``). With ``max_history_size`` the
+        oldest messages beyond it are deleted in the same transaction and the
+        newest ones returned, as :meth:`fetch_chat` would.
+        """
+        message = coerce_message(new_message, self._limits)
+        return await self._save(user_id, session_id, agent_id, [message], max_history_size)
+
+    async def save_chat_messages(
+        self,
+        user_id: str,
+        session_id: str,
+        agent_id: str,
+        new_messages: Sequence[Any],
+        max_history_size: int | None = None,
+    ) -> list[StoredMessage]:
+        """Store a batch atomically (all or nothing) and return the conversation.
+
+        The same rules as :meth:`save_chat_message` apply to each message; a
+        message with the role of the one before it in the batch is not stored.
+        An empty batch stores nothing and returns the conversation.
+        """
+        messages = coerce_messages(new_messages, self._limits)
+        return await self._save(user_id, session_id, agent_id, messages, max_history_size)
+
+    async def append_messages(
+        self,
+        user_id: str,
+        session_id: str,
+        agent_id: str,
+        messages: Sequence[Any],
+        max_history_size: int | None = None,
+    ) -> list[StoredMessage]:
+        """Store a batch like :meth:`save_chat_messages` but read nothing back.
+
+        Returns only the messages that were stored, with their index and
+        timestamp.
+        """
+        batch = coerce_messages(messages, self._limits)
+        key, rows, keep = self._prepare(user_id, session_id, agent_id, batch, max_history_size)
+        if not rows:
+            await self._ensure_ready()
+            return []
+        result = await self._append(key, rows, keep, history=False)
+        return self._messages(result.stored)
+
+    async def _save(
+        self,
+        user_id: str,
+        session_id: str,
+        agent_id: str,
+        batch: list[Message],
+        max_history_size: int | None,
+    ) -> list[StoredMessage]:
+        key, rows, keep = self._prepare(user_id, session_id, agent_id, batch, max_history_size)
+        if not rows:
+            return await self.fetch_chat(user_id, session_id, agent_id, max_history_size)
+        result = await self._append(key, rows, keep, history=True)
+        assert result.history is not None, "backend returned no history"
+        return self._messages(result.history)
+
+    def _prepare(
+        self,
+        user_id: str,
+        session_id: str,
+        agent_id: str,
+        batch: list[Message],
+        max_history_size: int | None,
+    ) -> tuple[ConversationKey, list[NewRow], int | None]:
+        key = self._key(user_id, session_id, agent_id)
+        keep = keep_count(check_max_history_size(max_history_size), self._trim)
+        if self._skip:
+            batch = dedupe_within_batch(batch)
+        contents = [
+            encode_content(m.content, self._limits, f"messages[{i}] content")
+            for i, m in enumerate(batch)
+        ]
+        stamps = assign_timestamps([m.timestamp for m in batch], self._clock())
+        rows = [NewRow(m.role, c, t) for m, c, t in zip(batch, contents, stamps, strict=True)]
+        return key, rows, keep
+
+    async def _append(
+        self, key: ConversationKey, rows: list[NewRow], keep: int | None, *, history: bool
+    ) -> Any:
+        request = AppendRequest(
+            key=key,
+            rows=rows,
+            skip_same_role=self._skip,
+            keep=keep,
+            history=history,
+            history_limit=keep,
+        )
+        await self._ensure_ready()
+        return await self._call("append", lambda: self._backend.append(request), write=True)
+
+    # -- reads -------------------------------------------------------------
+
+    async def fetch_chat(
+        self,
+        user_id: str,
+        session_id: str,
+        agent_id: str,
+        max_history_size: int | None = None,
+    ) -> list[StoredMessage]:
+        """The conversation, oldest first; with ``max_history_size``, only the
+        newest that many (whole pairs with ``trim="pairs"``)."""
+        key = self._key(user_id, session_id, agent_id)
+        limit = keep_count(check_max_history_size(max_history_size), self._trim)
+        await self._ensure_ready()
+        rows = await self._call("fetch_chat", lambda: self._backend.fetch(key, limit), write=False)
+        return self._messages(rows)
+
+    async def fetch_all_chats(self, user_id: str, session_id: str) -> list[StoredMessage]:
+        """Every agent's messages of a session, ordered by (timestamp, agent_id,
+        message_index); the first text block of each assistant message is
+        prefixed with ``[agent_id] ``."""
+        user_id = check_id("user_id", user_id, self._limits)
+        session_id = check_id("session_id", session_id, self._limits)
+        await self._ensure_ready()
+        rows = await self._call(
+            "fetch_all_chats", lambda: self._backend.fetch_session(user_id, session_id),
+            write=False,
+        )
+        ordered = session_order(rows, lambda r: (r.timestamp, r.agent_id, r.message_index))
+        return [
+            StoredMessage(
+                role=r.role,
+                content=prefix_agent(r.role, decode_content(r.content), r.agent_id),
+                timestamp=r.timestamp,
+                index=r.message_index,
+                agent_id=r.agent_id,
+            )
+            for r in ordered
+        ]
+
+    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
+        """The user's sessions, newest activity first."""
+        user_id = check_id("user_id", user_id, self._limits)
+        await self._ensure_ready()
+        sessions = await self._call(
+            "list_sessions", lambda: self._backend.list_sessions(user_id), write=False
+        )
+        return sorted(sessions, key=lambda s: (-s.last_timestamp, s.session_id))
+
+    async def delete_session(self, user_id: str, session_id: str) -> int:
+        """Delete every agent's messages of a session; returns how many."""
+        user_id = check_id("user_id", user_id, self._limits)
+        session_id = check_id("session_id", session_id, self._limits)
+        await self._ensure_ready()
+        return await self._call(
+            "delete_session", lambda: self._backend.delete_session(user_id, session_id),
+            write=False,
+        )
+
+    async def delete_user(self, user_id: str) -> int:
+        """Delete all of a user's messages; returns how many."""
+        user_id = check_id("user_id", user_id, self._limits)
+        await self._ensure_ready()
+        return await self._call(
+            "delete_user", lambda: self._backend.delete_user(user_id), write=False
+        )
+
+    # -- plumbing ----------------------------------------------------------
+
+    def _key(self, user_id: str, session_id: str, agent_id: str) -> ConversationKey:
+        return ConversationKey(
+            check_id("user_id", user_id, self._limits),
+            check_id("session_id", session_id, self._limits),
+            check_id("agent_id", agent_id, self._limits),
+        )
+
+    @staticmethod
+    def _messages(rows: Sequence[StoredRow]) -> list[StoredMessage]:
+        return [
+            StoredMessage(
+                role=r.role,
+                content=decode_content(r.content),
+                timestamp=r.timestamp,
+                index=r.message_index,
+                agent_id=r.agent_id,
+            )
+            for r in rows
+        ]
+
+    async def _ensure_ready(self) -> None:
+        if self._closed:
+            raise ClosedError(f"{self!r} is closed")
+        if not self._ready:
+            await self.initialize()
+
+    async def _call(
+        self,
+        what: str,
+        call: Callable[[], Awaitable[T]],
+        *,
+        write: bool,
+        retry: bool = True,
+    ) -> T:
+        try:
+            if retry:
+                return await self._retry.run(call, what=what, write=write)
+            return await call()
+        except StorageError as exc:
+            self._scrub(exc)
+            raise
+        except Exception as exc:
+            # A backend let a driver error through; never show it untranslated.
+            error = StorageError(f"{what} failed: {type(exc).__name__}: {exc}")
+            self._scrub(error)
+            raise error from exc
+
+    def _scrub(self, exc: BaseException) -> None:
+        scrub_exception(exc, self._secrets)

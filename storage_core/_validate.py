@@ -1,0 +1,166 @@
+"""Input validation and the JSON codec for message content.
+
+Everything here raises :class:`~storage_core.errors.ValidationError` with a
+message that names the bad value's place; nothing here touches a database.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._limits import MAX_TIMESTAMP, Limits
+from ._model import Message
+from .errors import ValidationError
+
+__all__ = [
+    "check_id",
+    "check_max_history_size",
+    "coerce_message",
+    "decode_content",
+    "encode_content",
+]
+
+_encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _check_text(what: str, value: object, limits: Limits) -> str:
+    if isinstance(value, enum.Enum) and isinstance(value.value, str):
+        value = value.value
+    if not isinstance(value, str):
+        raise ValidationError(f"{what} must be a string, not {type(value).__name__}")
+    if not value:
+        raise ValidationError(f"{what} must not be empty")
+    if len(value) > limits.max_id_length:
+        raise ValidationError(
+            f"{what} is {len(value)} characters long; the limit is {limits.max_id_length}"
+        )
+    if "\x00" in value:
+        raise ValidationError(f"{what} must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError(f"{what} is not valid Unicode (lone surrogate)") from None
+    return value
+
+
+def check_id(what: str, value: object, limits: Limits) -> str:
+    """Return ``value`` if it is a valid user, session or agent id."""
+    return _check_text(what, value, limits)
+
+
+def check_max_history_size(value: object) -> int | None:
+    """Return ``value`` if it is None or a positive int (bools are refused)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"max_history_size must be a positive int or None, not {type(value).__name__}"
+        )
+    if value < 1:
+        raise ValidationError(f"max_history_size must be at least 1, got {value}")
+    return value
+
+
+def _check_json_value(value: object, where: str) -> None:
+    """Refuse anything that would not come back from JSON exactly as given."""
+    stack: list[tuple[object, str]] = [(value, where)]
+    while stack:
+        item, path = stack.pop()
+        if item is None or isinstance(item, (str, bool)):
+            continue
+        if isinstance(item, int):
+            if type(item) is not int:
+                raise ValidationError(f"{path} is a {type(item).__name__}, not a plain int")
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise ValidationError(f"{path} is {item!r}; JSON has no NaN or Infinity")
+            continue
+        if isinstance(item, list):
+            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+            continue
+        if isinstance(item, dict):
+            for key, v in item.items():
+                if not isinstance(key, str):
+                    raise ValidationError(
+                        f"{path} has a key of type {type(key).__name__}; JSON keys are strings"
+                    )
+                stack.append((v, f"{path}[{key!r}]"))
+            continue
+        raise ValidationError(
+            f"{path} is a {type(item).__name__}, which is not JSON "
+            "(use dict, list, str, int, float, bool or None)"
+        )
+
+
+def encode_content(content: object, limits: Limits, where: str = "content") -> str:
+    """Encode message content as compact UTF-8 JSON text, enforcing the size limit."""
+    _check_json_value(content, where)
+    text = _encoder.encode(content)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(f"{where} is not valid Unicode (lone surrogate)") from None
+    if size > limits.max_content_bytes:
+        raise ValidationError(
+            f"{where} is {size} bytes as JSON; the limit is {limits.max_content_bytes}"
+        )
+    return text
+
+
+def decode_content(text: str) -> Any:
+    """Decode content stored by :func:`encode_content` (or by the original storage)."""
+    return json.loads(text)
+
+
+def check_timestamp(value: object, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"{where} must be an int (milliseconds since the epoch), not {type(value).__name__}"
+        )
+    if not 0 <= value <= MAX_TIMESTAMP:
+        raise ValidationError(f"{where} must be between 0 and 2**63-1, got {value}")
+    return value
+
+
+def coerce_message(obj: object, limits: Limits, where: str = "message") -> Message:
+    """Turn a Message, a mapping or an object with ``.role``/``.content`` into a Message.
+
+    Validates role and timestamp; content is checked when it is encoded.
+    """
+    if isinstance(obj, Message):
+        role, content, timestamp = obj.role, obj.content, obj.timestamp
+    elif isinstance(obj, Mapping):
+        if "role" not in obj or "content" not in obj:
+            raise ValidationError(f"{where} must have 'role' and 'content' keys")
+        role, content, timestamp = obj["role"], obj["content"], obj.get("timestamp")
+    elif hasattr(obj, "role") and hasattr(obj, "content"):
+        role, content = obj.role, obj.content
+        timestamp = getattr(obj, "timestamp", None)
+    else:
+        raise ValidationError(
+            f"{where} must be a Message, a mapping or an object with .role and .content, "
+            f"not {type(obj).__name__}"
+        )
+    role = _check_text(f"{where} role", role, limits)
+    return Message(role=role, content=content, timestamp=check_timestamp(timestamp, where))
+
+
+def coerce_messages(objs: object, limits: Limits) -> list[Message]:
+    """Validate a batch of messages (any iterable but a string or a mapping)."""
+    if isinstance(objs, (str, bytes, Mapping)) or not isinstance(objs, Iterable):
+        raise ValidationError(
+            f"messages must be a list of messages, not {type(objs).__name__}"
+        )
+    items = list(objs)
+    if len(items) > limits.max_batch_size:
+        raise ValidationError(
+            f"a batch holds {len(items)} messages; the limit is {limits.max_batch_size}"
+        )
+    return [coerce_message(m, limits, f"messages[{i}]") for i, m in enumerate(items)]
