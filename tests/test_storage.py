@@ -1,0 +1,143 @@
+"""ChatStorage behaviour that no backend influences: lifecycle, retries, secrets."""
+
+import logging
+from collections.abc import Sequence
+
+import pytest
+
+from storage_core import (
+    AppendRequest,
+    AppendResult,
+    ChatStorage,
+    ClosedError,
+    ConfigurationError,
+    MemoryBackend,
+    RetryPolicy,
+    StorageError,
+    TransientError,
+    ValidationError,
+    make_storage,
+)
+
+FAST = RetryPolicy(attempts=3, initial_delay=0.001, max_delay=0.002)
+
+
+class FlakyBackend(MemoryBackend):
+    """The reference backend, failing the first ``failures`` appends."""
+
+    def __init__(self, failures: int, error: Exception) -> None:
+        super().__init__()
+        self.failures, self.error, self.calls = failures, error, 0
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        return await super().append(request)
+
+
+MSG = {"role": "user", "content": [{"text": "hi"}]}
+
+
+@pytest.mark.asyncio
+async def test_lifecycle() -> None:
+    storage = make_storage("memory://")
+    await storage.initialize()
+    await storage.initialize()
+    await storage.save_chat_message("u", "s", "a", MSG)
+    await storage.close()
+    await storage.close()
+    with pytest.raises(ClosedError):
+        await storage.fetch_chat("u", "s", "a")
+    with pytest.raises(ClosedError):
+        await storage.initialize()
+
+
+@pytest.mark.asyncio
+async def test_first_call_initializes() -> None:
+    async with make_storage("memory://") as storage:
+        assert await storage.fetch_chat("u", "s", "a") == []
+
+
+@pytest.mark.asyncio
+async def test_transient_errors_are_retried() -> None:
+    backend = FlakyBackend(2, TransientError("connection reset"))
+    storage = ChatStorage(backend, retry=FAST)
+    saved = await storage.save_chat_message("u", "s", "a", MSG)
+    assert [m.index for m in saved] == [0] and backend.calls == 3
+
+
+@pytest.mark.asyncio
+async def test_retries_are_bounded() -> None:
+    backend = FlakyBackend(10, TransientError("connection reset"))
+    storage = ChatStorage(backend, retry=FAST)
+    with pytest.raises(TransientError):
+        await storage.save_chat_message("u", "s", "a", MSG)
+    assert backend.calls == 3
+    assert await storage.fetch_chat("u", "s", "a") == []
+
+
+@pytest.mark.asyncio
+async def test_ambiguous_writes_are_not_repeated() -> None:
+    backend = FlakyBackend(1, TransientError("lost after send", ambiguous=True))
+    storage = ChatStorage(backend, retry=FAST)
+    with pytest.raises(TransientError) as info:
+        await storage.save_chat_message("u", "s", "a", MSG)
+    assert info.value.ambiguous and backend.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_other_errors_are_not_retried() -> None:
+    backend = FlakyBackend(1, StorageError("constraint"))
+    storage = ChatStorage(backend, retry=FAST)
+    with pytest.raises(StorageError, match="constraint"):
+        await storage.save_chat_message("u", "s", "a", MSG)
+    assert backend.calls == 1
+
+
+@pytest.mark.asyncio
+async def test_driver_errors_are_wrapped_and_secrets_scrubbed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    backend = FlakyBackend(1, OSError("could not auth with password hunter2"))
+    storage = ChatStorage(backend, retry=FAST, secrets=["hunter2"], url="x://u:hunter2@h/")
+    caplog.set_level(logging.DEBUG)
+    with pytest.raises(StorageError) as info:
+        await storage.save_chat_message("u", "s", "a", MSG)
+    assert isinstance(info.value.__cause__, OSError)
+    assert "hunter2" not in str(info.value) and "***" in str(info.value)
+    assert "hunter2" not in repr(storage) and "hunter2" not in caplog.text
+
+
+@pytest.mark.asyncio
+async def test_validation_happens_before_the_backend() -> None:
+    backend = FlakyBackend(0, TransientError("unused"))
+    storage = ChatStorage(backend)
+    with pytest.raises(ValidationError):
+        await storage.save_chat_messages("u", "s", "a", [MSG, {"role": "assistant", "content": {1}}])
+    assert backend.calls == 0
+
+
+def test_bad_options() -> None:
+    with pytest.raises(ConfigurationError, match="trim"):
+        make_storage("memory://", trim="halves")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="memory:// takes no options"):
+        make_storage("memory://", auth_token="x")
+    with pytest.raises(ConfigurationError, match="attempts"):
+        RetryPolicy(attempts=0)
+
+
+@pytest.mark.asyncio
+async def test_named_memory_stores_are_shared() -> None:
+    async with make_storage("memory://shared-test") as one, \
+            make_storage("memory://shared-test") as two:
+        await one.save_chat_message("u", "s", "a", MSG)
+        assert len(await two.fetch_chat("u", "s", "a")) == 1
+
+
+def test_retry_delays_grow_and_are_capped() -> None:
+    policy = RetryPolicy(initial_delay=0.1, max_delay=0.5)
+    for attempt in range(1, 8):
+        assert 0 <= policy.delay(attempt) <= min(0.5, 0.1 * 2 ** (attempt - 1))
+
+

@@ -1,0 +1,82 @@
+import math
+
+import pytest
+
+from storage_core import Limits, Message, ValidationError
+from storage_core._validate import (
+    check_id,
+    check_max_history_size,
+    coerce_message,
+    coerce_messages,
+    decode_content,
+    encode_content,
+)
+
+LIMITS = Limits(max_content_bytes=1000, max_id_length=10, max_batch_size=3)
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [("", "empty"), (3, "string"), ("x" * 11, "limit"), ("a\x00b", "NUL"), ("\ud800", "surrogate")],
+)
+def test_bad_ids(value: object, words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        check_id("user_id", value, LIMITS)
+
+
+@pytest.mark.parametrize("value", [0, -1, 1.5, True, "3"])
+def test_bad_max_history_size(value: object) -> None:
+    with pytest.raises(ValidationError, match="max_history_size"):
+        check_max_history_size(value)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ({1, 2}, "set"),
+        (b"x", "bytes"),
+        (object(), "object"),
+        ([math.nan], "NaN"),
+        ({"x": math.inf}, "Infinity"),
+        ((1, 2), "tuple"),
+        ({1: "a"}, "key"),
+        ("x" * 2000, "limit"),
+        (["\udc00"], "surrogate"),
+    ],
+)
+def test_bad_content(content: object, words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        encode_content(content, LIMITS)
+
+
+def test_content_round_trip_keeps_unicode() -> None:
+    content = [{"text": "héllo 👋 مرحبا \x01 \x00"}, 1, 2.5, None, True, {"n": -0.0}]
+    text = encode_content(content, LIMITS)
+    assert "👋" in text  # not escaped to \\u sequences
+    assert decode_content(text) == content
+
+
+def test_message_shapes() -> None:
+    class Obj:
+        role = "user"
+        content = [{"text": "x"}]
+
+    for shape in (Message("user", [{"text": "x"}]), {"role": "user", "content": [{"text": "x"}]},
+                  Obj()):
+        assert coerce_message(shape, LIMITS) == Message("user", [{"text": "x"}])
+    with pytest.raises(ValidationError, match="role"):
+        coerce_message({"role": "", "content": []}, LIMITS)
+    with pytest.raises(ValidationError, match="role"):
+        coerce_message({"role": 1, "content": []}, LIMITS)
+    with pytest.raises(ValidationError, match="'role' and 'content'"):
+        coerce_message({"content": []}, LIMITS)
+    with pytest.raises(ValidationError, match="timestamp"):
+        coerce_message({"role": "u", "content": [], "timestamp": "now"}, LIMITS)
+
+
+def test_batch_limits() -> None:
+    assert coerce_messages([], LIMITS) == []
+    with pytest.raises(ValidationError, match="limit is 3"):
+        coerce_messages([{"role": "u", "content": 1}] * 4, LIMITS)
+    with pytest.raises(ValidationError, match="list of messages"):
+        coerce_messages({"role": "u", "content": 1}, LIMITS)
