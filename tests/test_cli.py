@@ -25,7 +25,7 @@ def test_demo_on_memory() -> None:
 def test_demo_default_is_an_sqlite_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.chdir(tmp_path)
-    code, text = run("demo")
+    code, _ = run("demo")
     if HAS_SQLITE:
         assert code == 0 and (tmp_path / "storage_core_demo.db").exists()
         assert run("demo")[0] == 0  # a re-run starts the demo session afresh

@@ -1,7 +1,6 @@
 """ChatStorage behaviour that no backend influences: lifecycle, retries, secrets."""
 
 import logging
-from collections.abc import Sequence
 
 import pytest
 
@@ -114,7 +113,9 @@ async def test_validation_happens_before_the_backend() -> None:
     backend = FlakyBackend(0, TransientError("unused"))
     storage = ChatStorage(backend)
     with pytest.raises(ValidationError):
-        await storage.save_chat_messages("u", "s", "a", [MSG, {"role": "assistant", "content": {1}}])
+        await storage.save_chat_messages(
+            "u", "s", "a", [MSG, {"role": "assistant", "content": {1}}]
+        )
     assert backend.calls == 0
 
 

@@ -58,8 +58,9 @@ def test_content_round_trip_keeps_unicode() -> None:
 
 def test_message_shapes() -> None:
     class Obj:
-        role = "user"
-        content = [{"text": "x"}]
+        def __init__(self) -> None:
+            self.role = "user"
+            self.content = [{"text": "x"}]
 
     for shape in (Message("user", [{"text": "x"}]), {"role": "user", "content": [{"text": "x"}]},
                   Obj()):

@@ -1,0 +1,213 @@
+"""From a parsed storage URL and ``make_storage`` options to a backend.
+
+``file:`` URLs get the SQLite backend's own engine; every other scheme gets a
+:class:`~storage_core_libsql.LibsqlBackend` talking Hrana to sqld or Turso.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from storage_core import Backend, ConfigurationError, Secret, StorageURL, parse_url
+
+__all__ = ["REMOTE_SCHEMES", "Endpoint", "RemoteConfig", "from_url"]
+
+REMOTE_SCHEMES = ("libsql", "wss", "ws", "https", "http")
+DEFAULT_TIMEOUT = 20.0
+
+_URL_OPTIONS = ("authToken", "tls", "primary", "replica", "replica_reads", "timeout",
+                "max_concurrent_writes")
+_KW_OPTIONS = ("auth_token", "primary_url", "replica", "replica_reads", "timeout",
+               "max_concurrent_writes")
+_FILE_URL_OPTIONS = ("busy_timeout", "synchronous")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One server: the URL handed to libsql-client (no query, no secret)
+    and the URL as shown to people (secrets hidden)."""
+
+    driver_url: str
+    shown: str
+
+    @property
+    def websocket(self) -> bool:
+        return self.driver_url.startswith(("ws:", "wss:"))
+
+
+@dataclass(frozen=True)
+class RemoteConfig:
+    """Everything a :class:`LibsqlBackend` needs."""
+
+    endpoint: Endpoint
+    auth_token: Secret | None = None
+    primary: Endpoint | None = None
+    replica: bool = False
+    replica_reads: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    max_concurrent_writes: int | None = None
+
+
+def from_url(url: StorageURL, options: Mapping[str, Any]) -> Backend:
+    """The backend factory registered for every scheme of this plugin."""
+    if url.scheme == "file":
+        return _file_backend(url, options)
+    from ._remote import LibsqlBackend
+
+    return LibsqlBackend(remote_config(url, options))
+
+
+def _file_backend(url: StorageURL, options: Mapping[str, Any]) -> Backend:
+    # auth_token is accepted and ignored, as agent-squad's SqlChatStorage does.
+    unknown = set(options) - {"auth_token"}
+    if unknown:
+        raise ConfigurationError(
+            f"file: URLs take no keyword options but auth_token (ignored), got: "
+            f"{', '.join(sorted(unknown))}"
+        )
+    if url.opaque:
+        path = url.path  # file:local.db, file:/abs/path.db
+    else:
+        if url.host not in (None, "", "localhost"):
+            raise ConfigurationError(f"a file: URL names no host (got {url.host!r})")
+        path = "/" + url.path  # file:///abs/path.db
+    if not path or path == "/":
+        raise ConfigurationError(f"the URL {url} names no database file")
+    unknown = set(url.query) - set(_FILE_URL_OPTIONS) - {"authToken"}
+    if unknown:
+        raise ConfigurationError(
+            f"unknown file: URL option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(_FILE_URL_OPTIONS)}"
+        )
+    timeout = url.query_value("busy_timeout") or "5000"
+    if not timeout.isdigit():
+        raise ConfigurationError(f"busy_timeout must be milliseconds, got {timeout!r}")
+    from storage_core_sqlite import SqliteBackend
+
+    return SqliteBackend(
+        path,
+        busy_timeout_ms=int(timeout),
+        synchronous=(url.query_value("synchronous") or "full").lower(),
+    )
+
+
+def remote_config(url: StorageURL, options: Mapping[str, Any]) -> RemoteConfig:
+    """Check the URL and options of a remote libSQL database."""
+    unknown = set(options) - set(_KW_OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown libSQL option(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(_KW_OPTIONS)}"
+        )
+    unknown = set(url.query) - set(_URL_OPTIONS)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown libSQL URL parameter(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(_URL_OPTIONS)}"
+        )
+    token = _token(url, options.get("auth_token"))
+    primary_text = options.get("primary_url", url.query_value("primary"))
+    primary = None
+    if primary_text is not None:
+        if not isinstance(primary_text, str) or not primary_text:
+            raise ConfigurationError("primary_url must be a libSQL server URL")
+        primary_url = parse_url(primary_text)
+        if primary_url.scheme not in REMOTE_SCHEMES:
+            raise ConfigurationError(
+                f"primary_url must be one of {', '.join(s + '://' for s in REMOTE_SCHEMES)} "
+                f"(got {primary_url.scheme}:)"
+            )
+        if set(primary_url.query) - {"tls"}:
+            raise ConfigurationError(
+                "primary_url takes no parameters but tls; the auth token (the same for "
+                "the primary and its replicas) goes in auth_token or the authToken parameter"
+            )
+        primary = _endpoint(primary_url)
+    replica = _flag("replica", options.get("replica", url.query_value("replica")))
+    replica_reads = _flag(
+        "replica_reads", options.get("replica_reads", url.query_value("replica_reads"))
+    )
+    if replica_reads and primary is None:
+        raise ConfigurationError("replica_reads needs primary_url (the replica's primary)")
+    return RemoteConfig(
+        endpoint=_endpoint(url),
+        auth_token=token,
+        primary=primary,
+        replica=replica or primary is not None,
+        replica_reads=replica_reads,
+        timeout=_timeout(options.get("timeout", url.query_value("timeout"))),
+        max_concurrent_writes=_positive_int(
+            "max_concurrent_writes",
+            options.get("max_concurrent_writes", url.query_value("max_concurrent_writes")),
+        ),
+    )
+
+
+def _endpoint(url: StorageURL) -> Endpoint:
+    if url.opaque or not url.host:
+        raise ConfigurationError(f"a {url.scheme}:// URL needs a host: {url.scheme}://host[:port]")
+    tls_text = url.query_value("tls")
+    if tls_text not in (None, "0", "1"):
+        raise ConfigurationError(f"tls must be 0 or 1, got {tls_text!r}")
+    scheme = url.scheme
+    if scheme == "libsql":
+        # Turso serves libsql:// over TLS WebSockets; ?tls=0 for a plain local sqld.
+        if tls_text == "0" and url.port is None:
+            raise ConfigurationError("a libsql:// URL with tls=0 needs an explicit port")
+        scheme = "ws" if tls_text == "0" else "wss"
+    elif tls_text is not None and (tls_text == "1") != scheme.endswith("s"):
+        raise ConfigurationError(f"tls={tls_text} contradicts the {scheme}:// scheme")
+    host = f"[{url.host}]" if ":" in url.host else url.host
+    port = f":{url.port}" if url.port is not None else ""
+    path = f"/{url.path}" if url.path else ""
+    return Endpoint(f"{scheme}://{host}{port}{path}", url.render())
+
+
+def _token(url: StorageURL, option: Any) -> Secret | None:
+    if option is not None:
+        if isinstance(option, Secret):
+            return option if option else None
+        if not isinstance(option, str):
+            raise ConfigurationError("auth_token must be a string")
+        return Secret(option) if option else None
+    value = url.query.get("authToken")
+    if isinstance(value, Secret) and value:
+        return value
+    return None
+
+
+def _flag(name: str, value: Any) -> bool:
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    text = str(value).lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be 0 or 1, got {value!r}")
+
+
+def _timeout(value: Any) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"timeout must be seconds, got {value!r}") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"timeout must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _positive_int(name: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, str) and value.isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+    return value

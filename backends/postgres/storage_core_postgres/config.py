@@ -1,0 +1,165 @@
+"""Turning a ``postgresql://`` URL and keyword options into connection settings.
+
+Nothing here imports asyncpg. The password stays a :class:`~storage_core.Secret`
+until :meth:`PostgresConfig.connect_kwargs` hands it to the driver.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from storage_core import ConfigurationError, Secret, StorageURL
+
+__all__ = ["OPTIONS", "PostgresConfig"]
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+OPTIONS: dict[str, str] = {
+    "min_size": "connections the pool opens at start and keeps (default 1)",
+    "max_size": "most connections the pool opens (default 10)",
+    "connect_timeout": "seconds to wait for a new connection (default 10)",
+    "command_timeout": "seconds to wait for one call's statement (default 30; 0 = none)",
+    "schema": "schema holding the tables (default public; created if missing)",
+    "pgbouncer": "1 behind a transaction-mode pooler: no prepared statements (default 0)",
+    "prepared_statements": "0 to never prepare statements (implied by pgbouncer=1)",
+    "sslmode": "disable, allow, prefer, require, verify-ca or verify-full",
+    "host": "server host or Unix-socket directory, when the URL has no host",
+}
+"""The options a URL query or ``make_storage`` keyword may set, with their meaning."""
+
+
+def _flag(name: str, value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be 1/0, true/false, yes/no or on/off, got {value!r}")
+
+
+def _number(name: str, value: object, *, minimum: float, integer: bool) -> float:
+    if isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be a number, got {value!r}")
+    try:
+        number = int(str(value)) if integer else float(str(value))
+    except ValueError:
+        kind = "an integer" if integer else "a number of seconds"
+        raise ConfigurationError(f"{name} must be {kind}, got {value!r}") from None
+    if number < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum:g}, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class PostgresConfig:
+    """Everything needed to open the pool; printing it never shows the password."""
+
+    host: str | None = None
+    port: int | None = None
+    user: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    database: str | None = None
+    min_size: int = 1
+    max_size: int = 10
+    connect_timeout: float = 10.0
+    command_timeout: float | None = 30.0
+    schema: str = "public"
+    prepared_statements: bool = True
+    sslmode: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_size < 1:
+            raise ConfigurationError(f"max_size must be at least 1, got {self.max_size}")
+        if self.min_size > self.max_size:
+            raise ConfigurationError(
+                f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
+            )
+        if not _IDENTIFIER.match(self.schema):
+            raise ConfigurationError(
+                f"schema must be a plain identifier (letters, digits, _; at most 63), "
+                f"got {self.schema!r}"
+            )
+        if self.sslmode is not None and self.sslmode not in _SSLMODES:
+            raise ConfigurationError(
+                f"sslmode must be one of {', '.join(_SSLMODES)}, got {self.sslmode!r}"
+            )
+
+    @classmethod
+    def from_url(cls, url: StorageURL, options: Mapping[str, Any]) -> PostgresConfig:
+        """Read the URL; keyword ``options`` (the same names, plus ``password``)
+        override its query."""
+        if url.opaque:
+            raise ConfigurationError(
+                f"a PostgreSQL URL looks like postgresql://user:password@host:5432/database "
+                f"(got {url})"
+            )
+        settings: dict[str, object] = {k: url.query_value(k) for k in url.query}
+        password = url.password
+        for name, value in options.items():
+            if name == "password":
+                if not isinstance(value, (str, Secret)):
+                    raise ConfigurationError("password must be a string")
+                password = value if isinstance(value, Secret) else Secret(value)
+                continue
+            settings[name] = value
+        unknown = sorted(set(settings) - set(OPTIONS))
+        if unknown:
+            known = ", ".join(OPTIONS)
+            raise ConfigurationError(
+                f"unknown postgresql:// option(s) {', '.join(unknown)}; known: {known}"
+            )
+        pgbouncer = _flag("pgbouncer", settings.get("pgbouncer", False))
+        prepared = _flag("prepared_statements", settings.get("prepared_statements", True))
+        host = url.host
+        if settings.get("host") is not None:
+            if host is not None:
+                raise ConfigurationError("the host is given both in the URL and as an option")
+            host = str(settings["host"])
+        timeout = _number("command_timeout", settings.get("command_timeout", 30.0),
+                          minimum=0, integer=False)
+        sslmode = settings.get("sslmode")
+        return cls(
+            host=host,
+            port=url.port,
+            user=url.username or None,
+            password=password,
+            database=url.path or None,
+            min_size=int(_number("min_size", settings.get("min_size", 1),
+                                 minimum=0, integer=True)),
+            max_size=int(_number("max_size", settings.get("max_size", 10),
+                                 minimum=1, integer=True)),
+            connect_timeout=_number("connect_timeout", settings.get("connect_timeout", 10.0),
+                                    minimum=0.001, integer=False),
+            command_timeout=timeout or None,
+            schema=str(settings.get("schema", "public")),
+            prepared_statements=prepared and not pgbouncer,
+            sslmode=None if sslmode is None else str(sslmode).lower(),
+        )
+
+    def connect_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``asyncpg.create_pool`` (the password revealed)."""
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "database": self.database,
+            "min_size": self.min_size,
+            "max_size": self.max_size,
+            "timeout": self.connect_timeout,
+            "command_timeout": self.command_timeout,
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password.reveal()
+        if self.sslmode is not None:
+            kwargs["ssl"] = self.sslmode
+        if not self.prepared_statements:
+            kwargs["statement_cache_size"] = 0
+        return kwargs

@@ -1,0 +1,206 @@
+"""The SQL of the PostgreSQL backend, for one schema.
+
+Statements use ``$n`` parameters with explicit casts, so the same text runs
+as a prepared statement or, behind a transaction-mode pooler, with the values
+inlined as literals (:mod:`storage_core_postgres.wire`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["SCHEMA_VERSION", "Statements"]
+
+SCHEMA_VERSION = 1
+
+# Advisory lock keys: the DDL of initialize(), and the seed of the
+# per-conversation lock keys (both transaction-scoped, so poolers keep them).
+_INIT_LOCK = 0x5C0E_1DDE
+_CONVERSATION_SEED = 0x5C0E_C0DE
+
+_APPEND_ARGS = "text, text, text, text[], text[], bigint[], boolean, integer, boolean, integer"
+
+# Lock, check the last role, insert, trim and read as separate statements:
+# under READ COMMITTED each statement takes a fresh snapshot, so everything
+# after the lock sees every save committed before it was granted. (One SQL
+# statement would keep the snapshot it took before waiting for the lock.)
+_APPEND_FUNCTION = """\
+CREATE OR REPLACE FUNCTION {s}.storage_core_append(
+    p_user text, p_session text, p_agent text,
+    p_roles text[], p_contents text[], p_timestamps bigint[],
+    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer)
+RETURNS TABLE (r_kind smallint, r_agent_id text, r_index integer, r_role text,
+               r_content text, r_timestamp bigint)
+LANGUAGE plpgsql VOLATILE AS $storage_core$
+DECLARE
+    v_count integer := coalesce(cardinality(p_roles), 0);
+    v_first integer := 1;
+    v_last integer;
+    v_last_role text;
+    v_cut integer;
+BEGIN
+    -- Saves to one conversation queue here until the saving transaction ends.
+    PERFORM pg_advisory_xact_lock(hashtextextended(
+        length(p_user) || ':' || p_user || length(p_session) || ':' || p_session || p_agent,
+        {seed}));
+
+    SELECT c.message_index, c.role INTO v_last, v_last_role
+    FROM {s}.conversations c
+    WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+    ORDER BY c.message_index DESC LIMIT 1;
+    v_last := coalesce(v_last, -1);
+    IF p_skip_same_role AND v_count > 0 AND v_last_role = p_roles[1] THEN
+        v_first := 2;
+    END IF;
+
+    INSERT INTO {s}.conversations
+        (user_id, session_id, agent_id, message_index, role, content, "timestamp")
+    SELECT p_user, p_session, p_agent, v_last + 1 + i - v_first,
+           p_roles[i], p_contents[i], p_timestamps[i]
+    FROM generate_series(v_first, v_count) AS i;
+    -- kind 0: what was stored (content left out: the caller has it).
+    RETURN QUERY
+        SELECT 0::smallint, p_agent, v_last + 1 + i - v_first, p_roles[i], NULL::text,
+               p_timestamps[i]
+        FROM generate_series(v_first, v_count) AS i;
+
+    IF p_keep IS NOT NULL THEN
+        SELECT c.message_index INTO v_cut
+        FROM {s}.conversations c
+        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+        ORDER BY c.message_index DESC OFFSET p_keep LIMIT 1;
+        IF FOUND THEN
+            DELETE FROM {s}.conversations c
+            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+              AND c.message_index <= v_cut;
+        END IF;
+    END IF;
+
+    IF p_history THEN
+        -- kind 1: the newest p_history_limit rows (all if NULL), oldest first.
+        RETURN QUERY
+            SELECT 1::smallint, h.agent_id, h.message_index, h.role, h.content, h."timestamp"
+            FROM (SELECT c.agent_id, c.message_index, c.role, c.content, c."timestamp"
+                  FROM {s}.conversations c
+                  WHERE c.user_id = p_user AND c.session_id = p_session
+                    AND c.agent_id = p_agent
+                  ORDER BY c.message_index DESC LIMIT p_history_limit) h
+            ORDER BY h.message_index;
+    END IF;
+    RETURN;
+END
+$storage_core$"""
+
+_COLUMNS = 'agent_id, message_index, role, content, "timestamp"'
+_CONV = "user_id = $1::text AND session_id = $2::text AND agent_id = $3::text"
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every statement of the backend, for the tables in ``schema``."""
+
+    schema: str
+
+    @property
+    def _s(self) -> str:
+        # The schema name is checked to be a plain identifier (PostgresConfig).
+        return f'"{self.schema}"'
+
+    @property
+    def ready(self) -> str:
+        """-> one boolean: the schema of this version is in place."""
+        s = self.schema
+        return (
+            f"SELECT to_regclass('\"{s}\".conversations') IS NOT NULL "
+            f"AND obj_description(to_regprocedure("
+            f"'\"{s}\".storage_core_append({_APPEND_ARGS})'), 'pg_proc') "
+            f"= 'storage_core schema {SCHEMA_VERSION}'"
+        )
+
+    @property
+    def schema_script(self) -> str:
+        """Creates or upgrades everything, as one implicit transaction that
+        first takes an advisory lock, so concurrent initializations queue."""
+        s = self._s
+        return ";\n".join(
+            [
+                f"SELECT pg_advisory_xact_lock({_INIT_LOCK})",
+                f"""DO $storage_core$ BEGIN
+    IF to_regnamespace('{s}') IS NULL THEN CREATE SCHEMA {s}; END IF;
+END $storage_core$""",
+                # The table and index of the original SQL storage, unchanged.
+                f"""CREATE TABLE IF NOT EXISTS {s}.conversations (
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    message_index INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    "timestamp" BIGINT NOT NULL,
+    PRIMARY KEY (user_id, session_id, agent_id, message_index)
+)""",
+                f"""CREATE INDEX IF NOT EXISTS idx_conversations_lookup
+    ON {s}.conversations (user_id, session_id, agent_id)""",
+                # Additive: the schema version, and the save function.
+                f"""CREATE TABLE IF NOT EXISTS {s}.storage_core_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+)""",
+                _APPEND_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
+                f"COMMENT ON FUNCTION {s}.storage_core_append({_APPEND_ARGS}) "
+                f"IS 'storage_core schema {SCHEMA_VERSION}'",
+                f"""INSERT INTO {s}.storage_core_meta (key, value)
+    VALUES ('schema_version', '{SCHEMA_VERSION}')
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",
+            ]
+        )
+
+    @property
+    def append(self) -> str:
+        """(user, session, agent, roles, contents, timestamps, skip_same_role,
+        keep, history, history_limit) -> rows (kind, agent_id, index, role,
+        content, timestamp): kind 0 for each stored row, then kind 1 for the
+        history."""
+        return (
+            f"SELECT * FROM {self._s}.storage_core_append($1::text, $2::text, $3::text, "
+            "$4::text[], $5::text[], $6::bigint[], $7::boolean, $8::integer, $9::boolean, "
+            "$10::integer)"
+        )
+
+    @property
+    def newest(self) -> str:
+        """(user, session, agent, limit) -> the newest ``limit`` rows (NULL: all),
+        oldest first."""
+        return (
+            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS} FROM {self._s}.conversations "
+            f"WHERE {_CONV} ORDER BY message_index DESC LIMIT $4::integer) t "
+            "ORDER BY message_index"
+        )
+
+    @property
+    def session(self) -> str:
+        """(user, session) -> every row of the session, any order."""
+        return (
+            f"SELECT {_COLUMNS} FROM {self._s}.conversations "
+            "WHERE user_id = $1::text AND session_id = $2::text"
+        )
+
+    @property
+    def sessions(self) -> str:
+        """(user) -> per (session, agent): message count and last timestamp."""
+        return (
+            'SELECT session_id, agent_id, count(*), max("timestamp") '
+            f"FROM {self._s}.conversations WHERE user_id = $1::text "
+            "GROUP BY session_id, agent_id"
+        )
+
+    @property
+    def delete_session(self) -> str:
+        return (
+            f"DELETE FROM {self._s}.conversations "
+            "WHERE user_id = $1::text AND session_id = $2::text"
+        )
+
+    @property
+    def delete_user(self) -> str:
+        return f"DELETE FROM {self._s}.conversations WHERE user_id = $1::text"
