@@ -23,6 +23,8 @@ from ._backend import (
     ConversationKey,
     NewRow,
     StoredRow,
+    TableRow,
+    TableTools,
 )
 from ._factory import make_storage
 from ._limits import Limits
@@ -92,6 +94,8 @@ __all__ = [
     "StorageURL",
     "StoredMessage",
     "StoredRow",
+    "TableRow",
+    "TableTools",
     "TransientError",
     "TrimMode",
     "ValidationError",

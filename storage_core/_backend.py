@@ -22,6 +22,8 @@ __all__ = [
     "ConversationKey",
     "NewRow",
     "StoredRow",
+    "TableRow",
+    "TableTools",
 ]
 
 
@@ -52,6 +54,23 @@ class StoredRow:
     role: str
     content: str
     timestamp: int
+
+
+@dataclass(frozen=True, slots=True)
+class TableRow:
+    """A whole row of the ``conversations`` table, as export and import move it."""
+
+    user_id: str
+    session_id: str
+    agent_id: str
+    message_index: int
+    role: str
+    content: str
+    timestamp: int
+
+    @property
+    def sort_key(self) -> tuple[str, str, str, int]:
+        return (self.user_id, self.session_id, self.agent_id, self.message_index)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,3 +160,31 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release connections; idempotent."""
+
+
+@runtime_checkable
+class TableTools(Protocol):
+    """Optional whole-table operations behind the data tools of the CLI
+    (``export``, ``import``, ``copy``, ``prune``, ``doctor``).
+
+    A backend that implements them supports those commands; one that does not
+    is still a complete backend for the application calls.
+    """
+
+    async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
+        """Up to ``limit`` rows ordered by (user_id, session_id, agent_id,
+        message_index), strictly after ``after`` in that order (from the start
+        if None)."""
+
+    async def import_rows(self, rows: Sequence[TableRow]) -> int:
+        """Insert rows as they are (index and timestamp kept) in one
+        transaction, skipping any whose (user, session, agent, index) already
+        exists; return how many were inserted."""
+
+    async def prune(self, before_timestamp: int) -> int:
+        """Delete every conversation whose newest message is older than
+        ``before_timestamp``; return how many rows were deleted."""
+
+    async def describe(self) -> dict[str, object]:
+        """Facts for ``doctor``: at least ``schema_version`` (int or None) and
+        ``indexes`` (names of the indexes on ``conversations``)."""

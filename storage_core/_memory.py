@@ -19,6 +19,7 @@ from ._backend import (
     Capabilities,
     ConversationKey,
     StoredRow,
+    TableRow,
 )
 from ._model import SessionInfo
 from ._rules import drop_consecutive_roles, newest
@@ -124,3 +125,51 @@ class MemoryBackend:
 
     async def delete_user(self, user_id: str) -> int:
         return await self._delete(user_id, None)
+
+    # -- table tools -------------------------------------------------------
+
+    def _table(self) -> list[TableRow]:
+        return sorted(
+            (
+                TableRow(k.user_id, k.session_id, k.agent_id, r.message_index, r.role,
+                         r.content, r.timestamp)
+                for k, rows in self._store.conversations.items()
+                for r in rows
+            ),
+            key=lambda row: row.sort_key,
+        )
+
+    async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
+        table = self._table()
+        if after is not None:
+            table = [row for row in table if row.sort_key > after.sort_key]
+        return table[:limit]
+
+    async def import_rows(self, rows: Sequence[TableRow]) -> int:
+        inserted = 0
+        for row in rows:
+            key = ConversationKey(row.user_id, row.session_id, row.agent_id)
+            conversation = self._store.conversations.setdefault(key, [])
+            if any(r.message_index == row.message_index for r in conversation):
+                continue
+            conversation.append(
+                StoredRow(row.agent_id, row.message_index, row.role, row.content, row.timestamp)
+            )
+            conversation.sort(key=lambda r: r.message_index)
+            inserted += 1
+        return inserted
+
+    async def prune(self, before_timestamp: int) -> int:
+        doomed = [
+            key for key, rows in self._store.conversations.items()
+            if rows and max(r.timestamp for r in rows) < before_timestamp
+        ]
+        return sum(len(self._store.conversations.pop(key)) for key in doomed)
+
+    async def describe(self) -> dict[str, object]:
+        return {
+            "schema_version": None,
+            "indexes": [],
+            "server": "in-process memory",
+            "row_count": sum(len(rows) for rows in self._store.conversations.values()),
+        }

@@ -8,13 +8,23 @@ the rest to its backend.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, TypeVar
 
-from ._backend import AppendRequest, Backend, Capabilities, ConversationKey, NewRow, StoredRow
+from ._backend import (
+    AppendRequest,
+    Backend,
+    Capabilities,
+    ConversationKey,
+    NewRow,
+    StoredRow,
+    TableRow,
+    TableTools,
+)
 from ._limits import Limits
 from ._model import Message, SessionInfo, StoredMessage
 from ._retry import RetryPolicy
@@ -31,12 +41,13 @@ from ._urls import redact_text, scrub_exception
 from ._validate import (
     check_id,
     check_max_history_size,
+    check_timestamp,
     coerce_message,
     coerce_messages,
     decode_content,
     encode_content,
 )
-from .errors import ClosedError, ConfigurationError, StorageError
+from .errors import ClosedError, ConfigurationError, StorageError, ValidationError
 
 __all__ = ["ChatStorage"]
 
@@ -315,6 +326,80 @@ class ChatStorage:
         return await self._call(
             "delete_user", lambda: self._backend.delete_user(user_id), write=False
         )
+
+    # -- whole-table tools (the CLI's data commands) ----------------------
+
+    def _tools(self, what: str) -> TableTools:
+        if not isinstance(self._backend, TableTools):
+            raise ConfigurationError(
+                f"the {type(self._backend).__name__} backend does not support {what}"
+            )
+        return self._backend
+
+    async def export(self, *, batch_size: int = 1000) -> AsyncIterator[TableRow]:
+        """Every row of the database in (user, session, agent, index) order,
+        read in pages of ``batch_size`` (memory stays flat however large)."""
+        tools = self._tools("export")
+        await self._ensure_ready()
+        after: TableRow | None = None
+        while True:
+            page = await self._call(
+                "export", functools.partial(tools.export_rows, after, batch_size), write=False
+            )
+            for row in page:
+                yield row
+            if len(page) < batch_size:
+                return
+            after = page[-1]
+
+    async def import_rows(self, rows: Iterable[TableRow]) -> int:
+        """Insert exported rows as they are (index and timestamp kept), in one
+        transaction; rows whose (user, session, agent, index) exists are skipped,
+        so importing the same rows twice adds nothing. Returns how many were
+        inserted."""
+        tools = self._tools("import")
+        checked = [self._check_row(row, n) for n, row in enumerate(rows)]
+        if not checked:
+            return 0
+        await self._ensure_ready()
+        return await self._call("import", lambda: tools.import_rows(checked), write=False)
+
+    def _check_row(self, row: TableRow, n: int) -> TableRow:
+        where = f"row {n}"
+        if not isinstance(row, TableRow):
+            raise ValidationError(f"{where} is a {type(row).__name__}, not a TableRow")
+        self._key(row.user_id, row.session_id, row.agent_id)
+        coerce_message({"role": row.role, "content": None}, self._limits, where)
+        if isinstance(row.message_index, bool) or not isinstance(row.message_index, int) or (
+            row.message_index < 0
+        ):
+            raise ValidationError(f"{where} message_index must be an int >= 0")
+        if check_timestamp(row.timestamp, f"{where} timestamp") is None:
+            raise ValidationError(f"{where} has no timestamp")
+        if not isinstance(row.content, str):
+            raise ValidationError(f"{where} content must be JSON text")
+        try:
+            value = decode_content(row.content)
+        except ValueError:
+            raise ValidationError(f"{where} content is not valid JSON") from None
+        encode_content(value, self._limits, f"{where} content")
+        return row
+
+    async def prune(self, before_timestamp: int) -> int:
+        """Delete every conversation whose newest message is older than
+        ``before_timestamp`` (milliseconds); returns how many messages."""
+        tools = self._tools("prune")
+        if check_timestamp(before_timestamp, "before_timestamp") is None:
+            raise ValidationError("before_timestamp is required")
+        await self._ensure_ready()
+        return await self._call("prune", lambda: tools.prune(before_timestamp), write=False)
+
+    async def describe(self) -> dict[str, object]:
+        """What the backend reports about its database: ``schema_version``,
+        ``indexes``, ``server`` and anything else it knows."""
+        tools = self._tools("describe")
+        await self._ensure_ready()
+        return await self._call("describe", tools.describe, write=False)
 
     # -- plumbing ----------------------------------------------------------
 

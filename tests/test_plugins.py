@@ -54,7 +54,8 @@ def test_memory_is_registered_through_the_hook() -> None:
 def test_two_plugins_claiming_one_scheme_is_an_error(plugins: Any) -> None:
     plugins(SchemePlugin("dup", "storage_core._memory:MemoryBackend.from_url", "dist-one"))
     plugins(SchemePlugin("dup", "other_pkg.mod:factory", "dist-two"))
-    with pytest.raises(ConfigurationError, match=r"claimed by more than one backend: .*dist-(one|two).*dist-(one|two)"):
+    claimed = r"claimed by more than one backend: .*dist-(one|two).*dist-(one|two)"
+    with pytest.raises(ConfigurationError, match=claimed):
         make_storage("dup://")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -487,7 +488,7 @@ class ContractTests:
         await s.save_chat_message(user, session, agent, msg("user", "a", 1))
         await s.close()
         m = msg("assistant", "b", 2)
-        calls = {
+        calls: dict[str, Callable[[], Awaitable[object]]] = {
             "initialize": lambda: s.initialize(),
             "save_chat_message": lambda: s.save_chat_message(user, session, agent, m),
             "save_chat_messages": lambda: s.save_chat_messages(user, session, agent, [m]),

@@ -1,1 +1,23 @@
-"""placeholder"""
+"""libSQL / Turso backend for storage_core, on libsql-client.
+
+Installing this distribution registers the ``libsql``, ``wss``, ``ws``,
+``https``, ``http`` and ``file`` URL schemes through the
+``storage_core.backends`` entry point::
+
+    from storage_core import make_storage
+
+    storage = make_storage("libsql://my-db-my-org.turso.io", auth_token=token)
+    storage = make_storage("http://127.0.0.1:8080")          # a local sqld
+    storage = make_storage("file:local.db")                  # a local file
+
+``file:`` URLs run on storage-core-sqlite's engine; the others send each save
+to the server as one atomic batch. See the README for replicas and the
+consistency each set-up gives.
+"""
+
+from __future__ import annotations
+
+from ._config import RemoteConfig, from_url
+from ._remote import LibsqlBackend
+
+__all__ = ["LibsqlBackend", "RemoteConfig", "from_url"]

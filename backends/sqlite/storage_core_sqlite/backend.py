@@ -30,11 +30,19 @@ from storage_core import (
     StorageError,
     StorageURL,
     StoredRow,
+    TableRow,
     TransientError,
 )
 
 from . import sql
-from .plan import plan_append, to_rows, to_sessions
+from .plan import (
+    export_statement,
+    import_params,
+    plan_append,
+    to_rows,
+    to_sessions,
+    to_table_rows,
+)
 
 __all__ = ["SqliteBackend"]
 
@@ -211,7 +219,7 @@ class SqliteBackend:
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         return to_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
 
-    async def _delete(self, what: str, statement: str, params: tuple[str, ...]) -> int:
+    async def _delete(self, what: str, statement: str, params: tuple[Any, ...]) -> int:
         async with self._transaction(what) as conn:
             cursor = await conn.execute(statement, params)
             return cursor.rowcount
@@ -221,3 +229,29 @@ class SqliteBackend:
 
     async def delete_user(self, user_id: str) -> int:
         return await self._delete("delete_user", sql.DELETE_USER, (user_id,))
+
+    # -- table tools -------------------------------------------------------
+
+    async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
+        statement, params = export_statement(after, limit)
+        return to_table_rows(await self._read("export", statement, params))
+
+    async def import_rows(self, rows: Sequence[TableRow]) -> int:
+        async with self._transaction("import") as conn:
+            before = conn.total_changes
+            await conn.executemany(sql.IMPORT, import_params(rows))
+            return conn.total_changes - before
+
+    async def prune(self, before_timestamp: int) -> int:
+        return await self._delete("prune", sql.PRUNE, (before_timestamp,))
+
+    async def describe(self) -> dict[str, object]:
+        version = await self._read("describe", sql.READ_SCHEMA_VERSION, ())
+        indexes = await self._read("describe", sql.INDEXES, ())
+        count = await self._read("describe", sql.ROW_COUNT, ())
+        return {
+            "row_count": int(count[0][0]),
+            "schema_version": int(version[0][0]) if version else None,
+            "indexes": [str(row[0]) for row in indexes],
+            "server": f"SQLite {sqlite3.sqlite_version} (file {self.path})",
+        }

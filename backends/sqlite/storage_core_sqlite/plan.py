@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from storage_core import AppendRequest, AppendResult, SessionInfo, StoredRow
+from storage_core import AppendRequest, AppendResult, SessionInfo, StoredRow, TableRow
 
 from . import sql
 
@@ -88,4 +88,27 @@ def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
     return [
         SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
         for sid, (agents, total, latest) in merged.items()
+    ]
+
+
+def export_statement(after: TableRow | None, limit: int) -> Statement:
+    """The statement that reads the next page of the table after ``after``."""
+    if after is None:
+        return (sql.EXPORT_FIRST, (limit,))
+    return (sql.EXPORT_AFTER, (*after.sort_key, limit))
+
+
+def import_params(rows: Iterable[TableRow]) -> list[tuple[Any, ...]]:
+    """Parameters of ``sql.IMPORT``, one tuple per row."""
+    return [
+        (r.user_id, r.session_id, r.agent_id, r.message_index, r.role, r.content, r.timestamp)
+        for r in rows
+    ]
+
+
+def to_table_rows(rows: Iterable[Sequence[Any]]) -> list[TableRow]:
+    """Rows of ``sql.EXPORT_*`` -> TableRow."""
+    return [
+        TableRow(str(u), str(s), str(a), int(i), str(r), str(c), int(t))
+        for u, s, a, i, r, c, t in rows
     ]

@@ -92,3 +92,30 @@ with a read and then writes must upgrade its read snapshot, which fails with
 0.24: 160 saves from 16 concurrent writers met 67 to 241 such errors). Starting
 with this statement makes sqld queue the batch on the write lock instead (none).
 """
+
+# -- whole-table tools (export, import, prune, doctor) ---------------------
+
+_TABLE_COLUMNS = "user_id, session_id, agent_id, message_index, role, content, timestamp"
+_TABLE_ORDER = "ORDER BY user_id, session_id, agent_id, message_index"
+
+EXPORT_FIRST = f"SELECT {_TABLE_COLUMNS} FROM conversations {_TABLE_ORDER} LIMIT ?"
+"""(limit): the first rows of the table in key order."""
+
+EXPORT_AFTER = f"""SELECT {_TABLE_COLUMNS} FROM conversations
+WHERE (user_id, session_id, agent_id, message_index) > (?, ?, ?, ?)
+{_TABLE_ORDER} LIMIT ?"""
+"""(user, session, agent, index, limit): the rows after a key, in key order."""
+
+IMPORT = f"INSERT OR IGNORE INTO conversations ({_TABLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
+"""A row as it is; an existing (user, session, agent, index) is left alone."""
+
+PRUNE = """DELETE FROM conversations
+WHERE (user_id, session_id, agent_id) IN (
+    SELECT user_id, session_id, agent_id FROM conversations
+    GROUP BY user_id, session_id, agent_id HAVING MAX(timestamp) < ?)"""
+"""(timestamp): delete the conversations with no message since then."""
+
+ROW_COUNT = "SELECT COUNT(*) FROM conversations"
+READ_SCHEMA_VERSION = "SELECT value FROM storage_core_meta WHERE key = 'schema_version'"
+INDEXES = """SELECT name FROM sqlite_master
+WHERE type = 'index' AND tbl_name = 'conversations' ORDER BY name"""

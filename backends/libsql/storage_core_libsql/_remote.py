@@ -1,0 +1,226 @@
+"""The remote engine: a storage_core backend on sqld or Turso, over Hrana.
+
+Every save is ONE ``client.batch`` request: libsql-client wraps the
+statements in ``BEGIN`` ... ``COMMIT`` (a ``ROLLBACK`` step runs if any fails)
+and the server runs the whole batch on one connection, over HTTP as well as
+over a WebSocket, so a save is atomic without interactive transactions. The
+statements and the reading of their results come from
+:mod:`storage_core_sqlite.plan`; the batch starts with
+``sql.TAKE_WRITE_LOCK`` so that concurrent writers queue on sqld's write lock
+instead of failing with ``SQLITE_BUSY``.
+
+Every request has a timeout. A write that times out is a
+``TransientError(ambiguous=True)`` (it may have been committed); the client is
+then replaced, since a WebSocket connection whose requests hang is not worth
+keeping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+
+import libsql_client
+from storage_core_sqlite import sql
+from storage_core_sqlite.plan import Statement, plan_append, to_rows, to_sessions
+
+from storage_core import (
+    AppendRequest,
+    AppendResult,
+    Capabilities,
+    ClosedError,
+    ConversationKey,
+    SessionInfo,
+    StorageError,
+    StoredRow,
+)
+
+from ._config import Endpoint, RemoteConfig
+from ._errors import timeout_error, translate
+
+__all__ = ["LibsqlBackend"]
+
+log = logging.getLogger("storage_core.libsql")
+T = TypeVar("T")
+
+# Concurrent write batches allowed on one client. sqld runs writes one at a
+# time anyway; over one WebSocket many concurrent writes have hung sqld's
+# writer (see DESIGN "Known traps"), so a WebSocket client sends one at a time.
+_WRITES_PER_WEBSOCKET = 1
+_WRITES_PER_HTTP_CLIENT = 8
+_CLOSE_TIMEOUT = 5.0
+
+
+class _Server:
+    """One libsql-client client to one server, with a timeout on every request."""
+
+    def __init__(self, endpoint: Endpoint, config: RemoteConfig) -> None:
+        self.endpoint = endpoint
+        self._token = config.auth_token
+        self._timeout = config.timeout
+        writes = config.max_concurrent_writes or (
+            _WRITES_PER_WEBSOCKET if endpoint.websocket else _WRITES_PER_HTTP_CLIENT
+        )
+        self._writes = asyncio.Semaphore(writes)
+        self._client: libsql_client.Client | None = None
+        self._closed = False
+
+    def _revealed_token(self) -> str | None:
+        return self._token.reveal() if self._token else None
+
+    def _get_client(self) -> libsql_client.Client:
+        if self._closed:
+            raise ClosedError("the libSQL backend is closed")
+        if self._client is None:
+            # Created inside the running loop: the WebSocket client starts
+            # connecting at once, and aiohttp sessions belong to one loop.
+            self._client = libsql_client.create_client(
+                self.endpoint.driver_url, auth_token=self._revealed_token()
+            )
+        return self._client
+
+    async def batch(
+        self, what: str, statements: Sequence[Statement], *, write: bool
+    ) -> list[Any]:
+        stmts: list[Any] = [libsql_client.Statement(text, list(args)) for text, args in statements]
+
+        async def send(client: libsql_client.Client) -> list[Any]:
+            return list(await client.batch(stmts))
+
+        if write:
+            async with self._writes:
+                return await self._request(what, send, write=True)
+        return await self._request(what, send, write=False)
+
+    async def query(self, what: str, text: str, args: Sequence[Any]) -> list[Any]:
+        statement = libsql_client.Statement(text, list(args))
+
+        async def send(client: libsql_client.Client) -> list[Any]:
+            result = await client.execute(statement)
+            return list(result.rows)
+
+        return await self._request(what, send, write=False)
+
+    async def _request(
+        self, what: str, send: Callable[[libsql_client.Client], Awaitable[T]], *, write: bool
+    ) -> T:
+        client = self._get_client()
+        task = asyncio.ensure_future(send(client))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self._timeout)
+        except asyncio.CancelledError:
+            task.cancel()
+            raise
+        if not done:
+            # Closing the client fails its pending requests, which ends ``task``.
+            await self._discard(client)
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise timeout_error(what, self._timeout, write=write)
+        try:
+            return task.result()
+        except StorageError:
+            raise
+        except Exception as exc:
+            error = translate(exc, what, write=write, token=self._revealed_token())
+            if self._closed:
+                raise ClosedError("the libSQL backend is closed") from exc
+            raise error from exc
+
+    async def _discard(self, client: libsql_client.Client) -> None:
+        if self._client is client:
+            self._client = None
+        log.warning("no answer from %s within %g s; reconnecting",
+                    self.endpoint.shown, self._timeout)
+        await _close_client(client)
+
+    async def close(self) -> None:
+        self._closed = True
+        client, self._client = self._client, None
+        if client is not None:
+            await _close_client(client)
+
+
+async def _close_client(client: libsql_client.Client) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(client.close(), _CLOSE_TIMEOUT)
+
+
+class LibsqlBackend:
+    """A storage_core backend on a libSQL server (sqld, Turso).
+
+    Built by ``make_storage`` from ``libsql://``, ``wss://``, ``ws://``,
+    ``https://`` and ``http://`` URLs. With a primary configured (a replica
+    URL plus ``primary_url``), every write and every read the contract needs
+    consistent goes to the primary.
+    """
+
+    def __init__(self, config: RemoteConfig) -> None:
+        self.config = config
+        self._main = _Server(config.endpoint, config)
+        self._primary = _Server(config.primary, config) if config.primary else None
+        bare_replica = config.replica and config.primary is None
+        self.capabilities = Capabilities(
+            read_your_writes=not (bare_replica or config.replica_reads)
+        )
+
+    def __repr__(self) -> str:
+        text = f"LibsqlBackend({self.config.endpoint.shown!r}"
+        if self.config.primary is not None:
+            text += f", primary={self.config.primary.shown!r}"
+        return text + ")"
+
+    @property
+    def _writer(self) -> _Server:
+        """Writes and consistent reads: the primary if one is named."""
+        return self._primary or self._main
+
+    @property
+    def _lister(self) -> _Server:
+        """``fetch_session`` and ``list_sessions``: the replica only if allowed."""
+        return self._main if self.config.replica_reads else self._writer
+
+    async def initialize(self) -> None:
+        await self._writer.batch("initialize", [(s, ()) for s in sql.SCHEMA], write=True)
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        plan = plan_append(request)
+        statements = [(sql.TAKE_WRITE_LOCK, ()), *plan.statements()]
+        results = await self._writer.batch("append", statements, write=True)
+        # results: lock, last index, one per insert, [trim], [read]
+        last_row = results[1].rows
+        last_index = last_row[0][0] if last_row else None
+        inserts = results[2 : 2 + len(plan.insert_params)]
+        inserted = sum(r.rows_affected for r in inserts)
+        read_rows = results[-1].rows if plan.read is not None else []
+        return plan.result(last_index, inserted, read_rows)
+
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+        params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
+        return to_rows(await self._writer.query("fetch_chat", sql.NEWEST, params))
+
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
+        rows = await self._lister.query("fetch_all_chats", sql.SESSION, (user_id, session_id))
+        return to_rows(rows)
+
+    async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
+        return to_sessions(await self._lister.query("list_sessions", sql.SESSIONS, (user_id,)))
+
+    async def _delete(self, what: str, statement: str, params: tuple[str, ...]) -> int:
+        results = await self._writer.batch(what, [(statement, params)], write=True)
+        return int(results[0].rows_affected)
+
+    async def delete_session(self, user_id: str, session_id: str) -> int:
+        return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id))
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self._delete("delete_user", sql.DELETE_USER, (user_id,))
+
+    async def close(self) -> None:
+        await self._main.close()
+        if self._primary is not None:
+            await self._primary.close()

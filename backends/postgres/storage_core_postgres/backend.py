@@ -1,0 +1,237 @@
+"""The asyncpg engine: a storage_core backend on a PostgreSQL server.
+
+A pool of connections (asyncpg's) is opened by ``initialize()`` and closed by
+``close()``. Every call borrows one connection and runs exactly one statement
+on it, so each public call is one round trip to the server. A save is a call
+of the ``storage_core_append`` function, which serialises the saves of one
+conversation with a transaction-scoped advisory lock and then checks the last
+role, inserts, trims and reads back as separate statements (see
+:mod:`storage_core_postgres.sql`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import asyncpg
+
+from storage_core import (
+    AppendRequest,
+    AppendResult,
+    Capabilities,
+    ClosedError,
+    ConversationKey,
+    SessionInfo,
+    StorageURL,
+    StoredRow,
+)
+
+from .config import PostgresConfig
+from .sql import Statements
+from .translate import translate
+from .wire import LiteralRunner, PreparedRunner, Runner
+
+__all__ = ["PostgresBackend"]
+
+T = TypeVar("T")
+
+_ROW_TYPES = (str, int, str, str, int)  # agent_id, message_index, role, content, timestamp
+_APPEND_TYPES = (int, *_ROW_TYPES)  # kind first
+_SESSION_TYPES = (str, str, int, int)  # session_id, agent_id, count, last timestamp
+_CLOSE_TIMEOUT = 10.0
+
+
+def _flag(text: str) -> bool:
+    return text == "t"
+
+
+async def _keep_session(conn: Any) -> None:
+    """The pool's reset on release: nothing to do.
+
+    This backend never changes session state (no SET, LISTEN, cursors or
+    session-level locks), so the default reset query (``RESET ALL``,
+    ``UNLISTEN *``, ...) would only add a round trip to every call; asyncpg
+    still rolls back a transaction left open by a cancelled call.
+    """
+    return None
+
+
+def _stored_rows(rows: Sequence[tuple[Any, ...]]) -> list[StoredRow]:
+    return [StoredRow(str(a), int(i), str(r), str(c), int(t)) for a, i, r, c, t in rows]
+
+
+class PostgresBackend:
+    """A storage_core backend on a PostgreSQL database (asyncpg connection pool)."""
+
+    capabilities = Capabilities()
+
+    def __init__(self, config: PostgresConfig, *, url: str = "") -> None:
+        self.config = config
+        self._url = url or "postgresql://"
+        self._sql = Statements(config.schema)
+        self._runner: Runner = (
+            PreparedRunner(config.command_timeout)
+            if config.prepared_statements
+            else LiteralRunner(config.command_timeout)
+        )
+        self._pool: Any = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresBackend({self._url!r})"
+
+    @classmethod
+    def from_url(cls, url: StorageURL, options: Mapping[str, Any]) -> PostgresBackend:
+        """``postgresql://user:password@host:port/database?option=value&...``.
+
+        Also ``postgres://`` and ``postgresql+asyncpg://``. Options (in the
+        query or as keywords): see :data:`storage_core_postgres.config.OPTIONS`.
+        """
+        return cls(PostgresConfig.from_url(url, options), url=url.render())
+
+    # -- connections -------------------------------------------------------
+
+    async def initialize(self) -> None:
+        if self._closed:
+            raise ClosedError("the PostgreSQL backend is closed")
+        if self._pool is not None:
+            return
+        try:
+            pool = await asyncpg.create_pool(**self.config.connect_kwargs(), reset=_keep_session)
+        except Exception as exc:
+            raise translate(exc, "connect", sent=False, write=False) from exc
+        self._pool = pool
+        try:
+            await self._call("initialize", self._create_schema, write=False)
+        except BaseException:
+            self._pool = None
+            pool.terminate()
+            raise
+
+    async def _create_schema(self, conn: Any) -> None:
+        rows = await self._runner.rows(conn, self._sql.ready, (), (_flag,))
+        if not rows or not rows[0][0]:
+            # One simple-protocol query: an implicit transaction that takes an
+            # advisory lock first, so concurrent initializations run one by one.
+            await conn.execute(self._sql.schema_script, timeout=self.config.command_timeout)
+
+    async def close(self) -> None:
+        self._closed = True
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT)
+        except (Exception, asyncio.CancelledError):
+            pool.terminate()
+            raise
+
+    async def _call(
+        self, what: str, action: Callable[[Any], Awaitable[T]], *, write: bool
+    ) -> T:
+        """Run ``action`` on a pooled connection, translating every driver error."""
+        pool = self._pool
+        if pool is None:
+            raise ClosedError(
+                "the PostgreSQL backend is closed" if self._closed
+                else "the PostgreSQL backend is not initialized"
+            )
+        try:
+            conn = await pool.acquire()
+        except Exception as exc:
+            if self._closed:
+                raise ClosedError("the PostgreSQL backend is closed") from exc
+            raise translate(exc, what, sent=False, write=write) from exc
+        try:
+            return await action(conn)
+        except Exception as exc:
+            raise translate(exc, what, sent=True, write=write) from exc
+        finally:
+            # A failed release has already made asyncpg drop the connection.
+            with contextlib.suppress(Exception):
+                await pool.release(conn)
+
+    # -- the protocol ------------------------------------------------------
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        key = request.key
+        rows = list(request.rows)
+        args = (
+            key.user_id,
+            key.session_id,
+            key.agent_id,
+            [r.role for r in rows],
+            [r.content for r in rows],
+            [r.timestamp for r in rows],
+            request.skip_same_role,
+            request.keep,
+            request.history,
+            request.history_limit,
+        )
+        result = await self._call(
+            "append",
+            lambda conn: self._runner.rows(conn, self._sql.append, args, _APPEND_TYPES),
+            write=True,
+        )
+        stored_meta = [r for r in result if r[0] == 0]
+        skipped = len(rows) - len(stored_meta)
+        if skipped not in (0, 1) or (skipped and not request.skip_same_role):
+            raise AssertionError(f"stored {len(stored_meta)} of {len(rows)} rows")
+        stored = [
+            StoredRow(key.agent_id, int(meta[2]), row.role, row.content, row.timestamp)
+            for meta, row in zip(stored_meta, rows[skipped:], strict=True)
+        ]
+        history = _stored_rows([r[1:] for r in result if r[0] == 1]) if request.history else None
+        return AppendResult(stored=stored, history=history)
+
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+        args = (key.user_id, key.session_id, key.agent_id, limit)
+        rows = await self._call(
+            "fetch_chat",
+            lambda conn: self._runner.rows(conn, self._sql.newest, args, _ROW_TYPES),
+            write=False,
+        )
+        return _stored_rows(rows)
+
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
+        rows = await self._call(
+            "fetch_all_chats",
+            lambda conn: self._runner.rows(
+                conn, self._sql.session, (user_id, session_id), _ROW_TYPES
+            ),
+            write=False,
+        )
+        return _stored_rows(rows)
+
+    async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
+        rows = await self._call(
+            "list_sessions",
+            lambda conn: self._runner.rows(conn, self._sql.sessions, (user_id,), _SESSION_TYPES),
+            write=False,
+        )
+        merged: dict[str, tuple[list[str], int, int]] = {}
+        for session_id, agent_id, count, last in rows:
+            agents, total, latest = merged.get(session_id, ([], 0, 0))
+            agents.append(str(agent_id))
+            merged[session_id] = (agents, total + int(count), max(latest, int(last)))
+        return [
+            SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
+            for sid, (agents, total, latest) in merged.items()
+        ]
+
+    async def _delete(self, what: str, statement: str, args: tuple[str, ...]) -> int:
+        status = await self._call(
+            what, lambda conn: self._runner.status(conn, statement, args), write=True
+        )
+        return int(status.rsplit(" ", 1)[-1])
+
+    async def delete_session(self, user_id: str, session_id: str) -> int:
+        return await self._delete(
+            "delete_session", self._sql.delete_session, (user_id, session_id)
+        )
+
+    async def delete_user(self, user_id: str) -> int:
+        return await self._delete("delete_user", self._sql.delete_user, (user_id,))

@@ -1,0 +1,155 @@
+"""What is measured: our ChatStorage, the raw floor, and agent-squad's SqlChatStorage.
+
+Each subject does the same work through one small interface, so the
+workloads run them side by side on one target.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ._data import CONTENT, CONTENT_JSON, Conv, now_ms
+from ._raw import RawDriver
+
+__all__ = ["Floor", "Original", "Ours", "Subject", "original_available"]
+
+
+class Subject(Protocol):
+    label: str  # "ours", "floor" or "original"
+    detail: str
+
+    async def save(self, conv: Conv, max_history: int | None) -> None: ...
+    async def save_batch(self, conv: Conv, count: int) -> None: ...
+    async def newest(self, conv: Conv, limit: int) -> int: ...
+    async def whole(self, conv: Conv) -> int: ...
+    async def session(self, user_id: str, session_id: str) -> int: ...
+    async def close(self) -> None: ...
+
+
+class Ours:
+    """``storage_core.make_storage(url)``, called as an application would."""
+
+    label = "ours"
+
+    def __init__(self, url: str, *, append_only: bool = False, **options: Any) -> None:
+        from storage_core import make_storage
+
+        self.storage = make_storage(url, **options)
+        self.append_only = append_only
+        self.detail = "append_messages" if append_only else type(self.storage.backend).__name__
+
+    async def open(self) -> None:
+        await self.storage.initialize()
+
+    async def save(self, conv: Conv, max_history: int | None) -> None:
+        _, role = conv.take()
+        await self.storage.save_chat_message(
+            *conv.key, {"role": role, "content": CONTENT}, max_history_size=max_history
+        )
+
+    async def save_batch(self, conv: Conv, count: int) -> None:
+        batch = [{"role": conv.take()[1], "content": CONTENT} for _ in range(count)]
+        if self.append_only:
+            await self.storage.append_messages(*conv.key, batch)
+        else:
+            await self.storage.save_chat_messages(*conv.key, batch)
+
+    async def newest(self, conv: Conv, limit: int) -> int:
+        return len(await self.storage.fetch_chat(*conv.key, max_history_size=limit))
+
+    async def whole(self, conv: Conv) -> int:
+        return len(await self.storage.fetch_chat(*conv.key))
+
+    async def session(self, user_id: str, session_id: str) -> int:
+        return len(await self.storage.fetch_all_chats(user_id, session_id))
+
+    async def close(self) -> None:
+        await self.storage.close()
+
+
+class Floor:
+    """The raw driver: one INSERT, one SELECT, one executemany; no rules at all."""
+
+    label = "floor"
+
+    def __init__(self, raw: RawDriver) -> None:
+        self.raw = raw
+        self.detail = raw.name
+
+    async def save(self, conv: Conv, max_history: int | None) -> None:
+        index, role = conv.take()
+        await self.raw.insert_one(conv, (index, role, CONTENT_JSON, now_ms()))
+
+    async def save_batch(self, conv: Conv, count: int) -> None:
+        ts = now_ms()
+        rows = []
+        for i in range(count):
+            index, role = conv.take()
+            rows.append((index, role, CONTENT_JSON, ts + i))
+        await self.raw.insert_many(conv, rows)
+
+    async def newest(self, conv: Conv, limit: int) -> int:
+        return await self.raw.newest(conv, limit)
+
+    async def whole(self, conv: Conv) -> int:
+        return await self.raw.whole(conv)
+
+    async def session(self, user_id: str, session_id: str) -> int:
+        return await self.raw.session(user_id, session_id)
+
+    async def close(self) -> None:
+        await self.raw.close()
+
+
+def original_available() -> str | None:
+    """None when agent-squad's SqlChatStorage imports, else the reason it does not."""
+    try:
+        from agent_squad.storage.sql_chat_storage import (  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+            SqlChatStorage,
+        )
+    except ImportError as exc:
+        return f"agent-squad's SqlChatStorage is not importable ({exc})"
+    return None
+
+
+class Original:
+    """agent-squad's ``SqlChatStorage`` (libsql-client: ``file:``, ``http://``, ``ws://``)."""
+
+    label = "original"
+    detail = "agent_squad SqlChatStorage"
+
+    def __init__(self, url: str) -> None:
+        from agent_squad.storage.sql_chat_storage import (  # type: ignore[import-not-found,unused-ignore]
+            SqlChatStorage,
+        )
+        from agent_squad.types import (  # type: ignore[import-not-found,unused-ignore]
+            ConversationMessage,
+        )
+
+        self.storage: Any = SqlChatStorage(url)
+        self._message: Any = ConversationMessage
+
+    async def open(self) -> None:
+        await self.storage.initialize()
+
+    async def save(self, conv: Conv, max_history: int | None) -> None:
+        _, role = conv.take()
+        await self.storage.save_chat_message(
+            *conv.key, self._message(role=role, content=CONTENT), max_history_size=max_history
+        )
+
+    async def save_batch(self, conv: Conv, count: int) -> None:
+        batch = [self._message(role=conv.take()[1], content=CONTENT) for _ in range(count)]
+        await self.storage.save_chat_messages(*conv.key, batch)
+
+    async def newest(self, conv: Conv, limit: int) -> int:
+        return len(await self.storage.fetch_chat(*conv.key, max_history_size=limit))
+
+    async def whole(self, conv: Conv) -> int:
+        return len(await self.storage.fetch_chat(*conv.key))
+
+    async def session(self, user_id: str, session_id: str) -> int:
+        return len(await self.storage.fetch_all_chats(user_id, session_id))
+
+    async def close(self) -> None:
+        await self.storage.close()

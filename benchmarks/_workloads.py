@@ -1,0 +1,246 @@
+"""W1-W4 on one target: every subject on its own conversations, rounds interleaved."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ._data import Conv, now_ms
+from ._raw import RawDriver
+from ._stats import summarize, timed
+from ._subjects import Floor, Original, Ours, Subject, original_available
+from ._targets import Target
+
+__all__ = ["Config", "Measurement", "run_target"]
+
+log = logging.getLogger("benchmarks")
+Op = Callable[[], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Config:
+    rounds: int = 5
+    ops: int = 20  # timed operations per subject per round (W1, W2)
+    warmup: int = 3
+    histories: tuple[int, ...] = (0, 1_000, 10_000)
+    trim: int = 50
+    batch: int = 100
+    batch_ops: int = 4  # batches per subject per round (W3)
+    conversations: int = 64  # W4
+    writers: int = 16  # W4
+    saves_per_task: int = 10  # W4
+    timeout: float = 120.0  # per W4 round
+    original: bool = True
+
+
+@dataclass
+class Measurement:
+    """One subject on one case: latencies in ms, or throughput in saves/s per round."""
+
+    target: str
+    workload: str
+    case: str
+    subject: str
+    detail: str
+    unit: str
+    values: list[float] = field(default_factory=list)
+    errors: int = 0
+    note: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["summary"] = summarize(self.values).as_dict()
+        return data
+
+
+async def _latency(
+    target: str, workload: str, case: str, ops: dict[str, tuple[Subject, Op]], cfg: Config,
+    count: int | None = None,
+) -> list[Measurement]:
+    """Warm up, then ``rounds`` rounds of ``count`` timed calls per subject, order rotated."""
+    count = cfg.ops if count is None else count
+    out = {label: Measurement(target, workload, case, label, s.detail, "ms")
+           for label, (s, _) in ops.items()}
+    for _, op in ops.values():
+        for _ in range(cfg.warmup):
+            await op()
+    labels = list(ops)
+    for r in range(cfg.rounds):
+        shift = r % len(labels)
+        for label in labels[shift:] + labels[:shift]:
+            op = ops[label][1]
+            out[label].values.extend([await timed(op) for _ in range(count)])
+    return list(out.values())
+
+
+def _save_op(subject: Subject, conv: Conv, keep: int | None) -> Op:
+    return lambda: subject.save(conv, keep)
+
+
+async def _w1(t: Target, subjects: list[Subject], seeder: RawDriver, cfg: Config
+              ) -> list[Measurement]:
+    results: list[Measurement] = []
+    for h in cfg.histories:
+        for keep in (None, cfg.trim):
+            ops: dict[str, tuple[Subject, Op]] = {}
+            for s in subjects:
+                conv = Conv("w1", f"h{h}-keep{keep}", s.label)
+                await seeder.seed(conv, h, now_ms() - h)
+                ops[s.label] = (s, _save_op(s, conv, keep))
+            case = f"save 1, H={h:,}" + (f", max_history_size={keep}" if keep else "")
+            log.info("%s W1 %s", t.name, case)
+            results += await _latency(t.name, "W1", case, ops, cfg)
+    return results
+
+
+async def _w2(t: Target, subjects: list[Subject], seeder: RawDriver, cfg: Config
+              ) -> list[Measurement]:
+    results: list[Measurement] = []
+    for h in cfg.histories:
+        conv = Conv("w2", f"newest-h{h}", "agent")
+        await seeder.seed(conv, h, now_ms() - h)
+        ops: dict[str, tuple[Subject, Op]] = {
+            s.label: (s, (lambda s=s: s.newest(conv, 20))) for s in subjects  # type: ignore[misc]
+        }
+        log.info("%s W2 newest 20 of %d", t.name, h)
+        results += await _latency(t.name, "W2", f"fetch newest 20, H={h:,}", ops, cfg)
+    whole = Conv("w2", "whole", "agent")
+    await seeder.seed(whole, 1_000, now_ms() - 1_000)
+    ops = {s.label: (s, (lambda s=s: s.whole(whole))) for s in subjects}  # type: ignore[misc]
+    log.info("%s W2 whole", t.name)
+    results += await _latency(t.name, "W2", "fetch whole conversation, H=1,000", ops, cfg)
+    ts0 = now_ms() - 5_000
+    for a in range(5):
+        await seeder.seed(Conv("w2", "session", f"agent{a}"), 200, ts0 + a, step=5)
+    ops = {s.label: (s, (lambda s=s: s.session("w2", "session"))) for s in subjects}  # type: ignore[misc]
+    log.info("%s W2 session", t.name)
+    results += await _latency(t.name, "W2", "fetch_all_chats, 5 agents x 200", ops, cfg)
+    return results
+
+
+def _batch_op(subject: Subject, prefix: str, size: int) -> Op:
+    counter = iter(range(1_000_000))
+
+    def op() -> Awaitable[None]:
+        conv = Conv("w3", prefix, f"{subject.label}-{next(counter)}")
+        return subject.save_batch(conv, size)
+
+    return op
+
+
+async def _w3(t: Target, subjects: list[Subject], append: Subject, cfg: Config
+              ) -> list[Measurement]:
+    ops = {s.label: (s, _batch_op(s, "save", cfg.batch)) for s in subjects}
+    log.info("%s W3", t.name)
+    results = await _latency(t.name, "W3", f"batch of {cfg.batch}, new conversation", ops, cfg,
+                             cfg.batch_ops)
+    floor = next(s for s in subjects if s.label == "floor")
+    ops = {"ours": (append, _batch_op(append, "append", cfg.batch)),
+           "floor": (floor, _batch_op(floor, "append-floor", cfg.batch))}
+    results += await _latency(t.name, "W3", f"append_messages of {cfg.batch} (no read-back)",
+                              ops, cfg, cfg.batch_ops)
+    return results
+
+
+async def _throughput(
+    t: Target, case: str, subject: Subject, label: str, make_convs: Callable[[int], list[Conv]],
+    per_task: int, cfg: Config,
+) -> Measurement:
+    m = Measurement(t.name, "W4", case, label, subject.detail, "saves/s")
+
+    async def task(conv: Conv) -> int:
+        errors = 0
+        for _ in range(per_task):
+            try:
+                await subject.save(conv, None)
+            except Exception as exc:
+                errors += 1
+                m.note = f"{type(exc).__name__}: {str(exc)[:120]}"
+        return errors
+
+    for r in range(cfg.rounds):
+        convs = make_convs(r)
+        start = time.perf_counter()
+        try:
+            errors = await asyncio.wait_for(
+                asyncio.gather(*(task(c) for c in convs)), cfg.timeout
+            )
+        except asyncio.TimeoutError:
+            m.note = f"round {r} timed out after {cfg.timeout:.0f} s"
+            m.errors += len(convs) * per_task
+            break
+        elapsed = time.perf_counter() - start
+        m.errors += sum(errors)
+        m.values.append((len(convs) * per_task - sum(errors)) / elapsed)
+    return m
+
+
+async def _w4(t: Target, subjects: list[Subject], one_conv: dict[str, Subject], cfg: Config
+              ) -> list[Measurement]:
+    results = []
+    k, n, w = cfg.saves_per_task, cfg.conversations, cfg.writers
+    for s in subjects:
+        log.info("%s W4 %s %d conversations", t.name, s.label, n)
+        results.append(await _throughput(
+            t, f"{n} conversations x {k} saves", s, s.label,
+            lambda r, s=s: [Conv("w4", f"many-{r}", f"{s.label}-{i}") for i in range(n)],  # type: ignore[misc]
+            k, cfg))
+    for label, s in one_conv.items():
+        log.info("%s W4 %s %d writers", t.name, label, w)
+        convs: dict[int, Conv] = {}
+
+        def make(r: int, s: Subject = s) -> list[Conv]:
+            convs[r] = Conv("w4", f"one-{r}", s.label)
+            return [convs[r]] * w
+
+        m = await _throughput(t, f"{w} writers on one conversation x {k} saves", s, label,
+                              make, k, cfg)
+        stored = sum([await s.whole(c) for c in convs.values()])
+        expected = w * k * len(convs) - m.errors
+        if stored != expected:
+            m.note = (m.note + "; " if m.note else "") + f"stored {stored} of {expected}"
+        results.append(m)
+    return results
+
+
+async def run_target(t: Target, cfg: Config) -> list[Measurement]:
+    """Every workload on one provisioned target; closes what it opens."""
+    opened: list[Any] = []
+
+    async def opened_(obj: Any) -> Any:
+        await obj.open()
+        opened.append(obj)
+        return obj
+
+    try:
+        ours = await opened_(Ours(t.url))
+        seeder = await opened_(t.make_raw(1))
+        floor = Floor(await opened_(t.make_raw(1)))
+        subjects: list[Subject] = [ours, floor]
+        why_not = original_available() if cfg.original else "disabled (--no-original)"
+        if t.original_url is not None and why_not is None:
+            subjects.append(await opened_(Original(t.original_url)))
+        elif t.original_url is not None:
+            log.warning("%s: original not measured: %s", t.name, why_not)
+        results = await _w1(t, subjects, seeder, cfg)
+        results += await _w2(t, subjects, seeder, cfg)
+        append = await opened_(Ours(t.url, append_only=True))
+        results += await _w3(t, subjects, append, cfg)
+        pool_floor = Floor(await opened_(t.make_raw(10)))
+        w4_subjects = [ours, pool_floor, *subjects[2:]]
+        # One conversation, 16 writers: every save must be stored, so the role
+        # rule is off for ours (the raw floor has no rule); the original is left
+        # out, as its read-then-insert fails under concurrent writers by design.
+        unordered = await opened_(Ours(t.url, skip_consecutive_roles=False))
+        results += await _w4(t, w4_subjects, {"ours": unordered, "floor": pool_floor}, cfg)
+        return results
+    finally:
+        for obj in reversed(opened):
+            try:
+                await asyncio.wait_for(obj.close(), 30)
+            except Exception as exc:
+                log.warning("closing %r failed: %s", obj, exc)
