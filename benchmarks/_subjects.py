@@ -43,9 +43,11 @@ class Ours:
 
     async def save(self, conv: Conv, max_history: int | None) -> None:
         _, role = conv.take()
-        await self.storage.save_chat_message(
-            *conv.key, {"role": role, "content": CONTENT}, max_history_size=max_history
-        )
+        message = {"role": role, "content": CONTENT}
+        if self.append_only:
+            await self.storage.append_messages(*conv.key, [message], max_history)
+        else:
+            await self.storage.save_chat_message(*conv.key, message, max_history)
 
     async def save_batch(self, conv: Conv, count: int) -> None:
         batch = [{"role": conv.take()[1], "content": CONTENT} for _ in range(count)]

@@ -33,7 +33,9 @@ class Config:
     conversations: int = 64  # W4
     writers: int = 16  # W4
     saves_per_task: int = 10  # W4
-    timeout: float = 120.0  # per W4 round
+    timeout: float = 60.0  # per W4 round
+    budget: float = 3.0  # seconds per subject per latency case: slow calls get fewer samples
+    min_ops: int = 3  # ... but never fewer than this per round
     original: bool = True
 
 
@@ -61,19 +63,25 @@ async def _latency(
     target: str, workload: str, case: str, ops: dict[str, tuple[Subject, Op]], cfg: Config,
     count: int | None = None,
 ) -> list[Measurement]:
-    """Warm up, then ``rounds`` rounds of ``count`` timed calls per subject, order rotated."""
+    """Warm up, then ``rounds`` rounds of ``count`` timed calls per subject, order rotated.
+
+    A subject whose warm-up calls show it would exceed ``cfg.budget`` seconds
+    gets fewer calls per round (never fewer than ``cfg.min_ops``).
+    """
     count = cfg.ops if count is None else count
     out = {label: Measurement(target, workload, case, label, s.detail, "ms")
            for label, (s, _) in ops.items()}
-    for _, op in ops.values():
-        for _ in range(cfg.warmup):
-            await op()
+    per_round: dict[str, int] = {}
+    for label, (_, op) in ops.items():
+        warm = [await timed(op) for _ in range(max(1, cfg.warmup))]
+        affordable = int(cfg.budget * 1000 / max(min(warm), 1e-3) / cfg.rounds)
+        per_round[label] = max(min(cfg.min_ops, count), min(count, affordable))
     labels = list(ops)
     for r in range(cfg.rounds):
         shift = r % len(labels)
         for label in labels[shift:] + labels[:shift]:
             op = ops[label][1]
-            out[label].values.extend([await timed(op) for _ in range(count)])
+            out[label].values.extend([await timed(op) for _ in range(per_round[label])])
     return list(out.values())
 
 
@@ -81,17 +89,28 @@ def _save_op(subject: Subject, conv: Conv, keep: int | None) -> Op:
     return lambda: subject.save(conv, keep)
 
 
-async def _w1(t: Target, subjects: list[Subject], seeder: RawDriver, cfg: Config
-              ) -> list[Measurement]:
+async def _w1(t: Target, subjects: list[Subject], append: Subject, seeder: RawDriver,
+              cfg: Config) -> list[Measurement]:
+    """Save one message at each H: as ``save_chat_message`` (which returns the whole
+    conversation, or the newest ``max_history_size``) and as ``append_messages``
+    (which returns only what it stored); the floor and the original do the same
+    single save in every case."""
     results: list[Measurement] = []
     for h in cfg.histories:
-        for keep in (None, cfg.trim):
+        variants: tuple[int | str | None, ...] = (None, cfg.trim, "append")
+        for keep in variants:
             ops: dict[str, tuple[Subject, Op]] = {}
             for s in subjects:
                 conv = Conv("w1", f"h{h}-keep{keep}", s.label)
                 await seeder.seed(conv, h, now_ms() - h)
-                ops[s.label] = (s, _save_op(s, conv, keep))
-            case = f"save 1, H={h:,}" + (f", max_history_size={keep}" if keep else "")
+                if keep == "append" and s.label == "ours":
+                    ops[s.label] = (append, _save_op(append, conv, None))
+                else:
+                    limit = keep if isinstance(keep, int) else None
+                    ops[s.label] = (s, _save_op(s, conv, limit))
+            case = f"save 1, H={h:,}" + (
+                ", append_messages (no read-back)" if keep == "append"
+                else f", max_history_size={keep}" if keep else "")
             log.info("%s W1 %s", t.name, case)
             results += await _latency(t.name, "W1", case, ops, cfg)
     return results
@@ -104,7 +123,7 @@ async def _w2(t: Target, subjects: list[Subject], seeder: RawDriver, cfg: Config
         conv = Conv("w2", f"newest-h{h}", "agent")
         await seeder.seed(conv, h, now_ms() - h)
         ops: dict[str, tuple[Subject, Op]] = {
-            s.label: (s, (lambda s=s: s.newest(conv, 20))) for s in subjects  # type: ignore[misc]
+            s.label: (s, (lambda s=s, c=conv: s.newest(c, 20))) for s in subjects  # type: ignore[misc]
         }
         log.info("%s W2 newest 20 of %d", t.name, h)
         results += await _latency(t.name, "W2", f"fetch newest 20, H={h:,}", ops, cfg)
@@ -181,28 +200,48 @@ async def _throughput(
 
 async def _w4(t: Target, subjects: list[Subject], one_conv: dict[str, Subject], cfg: Config
               ) -> list[Measurement]:
-    results = []
+    """Throughput; once a round times out (a wedged server), the rest of W4 is skipped."""
+    results: list[Measurement] = []
     k, n, w = cfg.saves_per_task, cfg.conversations, cfg.writers
+    wedged = ""
+
+    def skipped(case: str, label: str, detail: str) -> Measurement:
+        return Measurement(t.name, "W4", case, label, detail, "saves/s",
+                           note=f"skipped: {wedged}")
+
     for s in subjects:
+        case = f"{n} conversations x {k} saves"
+        if wedged:
+            results.append(skipped(case, s.label, s.detail))
+            continue
         log.info("%s W4 %s %d conversations", t.name, s.label, n)
-        results.append(await _throughput(
-            t, f"{n} conversations x {k} saves", s, s.label,
+        m = await _throughput(
+            t, case, s, s.label,
             lambda r, s=s: [Conv("w4", f"many-{r}", f"{s.label}-{i}") for i in range(n)],  # type: ignore[misc]
-            k, cfg))
+            k, cfg)
+        if "timed out" in m.note:
+            wedged = f"the server stopped answering during {s.label}'s {case}"
+        results.append(m)
     for label, s in one_conv.items():
+        case = f"{w} writers on one conversation x {k} saves"
+        if wedged:
+            results.append(skipped(case, label, s.detail))
+            continue
         log.info("%s W4 %s %d writers", t.name, label, w)
         convs: dict[int, Conv] = {}
 
-        def make(r: int, s: Subject = s) -> list[Conv]:
+        def make(r: int, s: Subject = s, convs: dict[int, Conv] = convs) -> list[Conv]:
             convs[r] = Conv("w4", f"one-{r}", s.label)
             return [convs[r]] * w
 
-        m = await _throughput(t, f"{w} writers on one conversation x {k} saves", s, label,
-                              make, k, cfg)
-        stored = sum([await s.whole(c) for c in convs.values()])
-        expected = w * k * len(convs) - m.errors
-        if stored != expected:
-            m.note = (m.note + "; " if m.note else "") + f"stored {stored} of {expected}"
+        m = await _throughput(t, case, s, label, make, k, cfg)
+        if "timed out" in m.note:
+            wedged = f"the server stopped answering during {label}'s {case}"
+        else:
+            stored = sum([await s.whole(c) for c in convs.values()])
+            expected = w * k * len(convs) - m.errors
+            if stored != expected:
+                m.note = (m.note + "; " if m.note else "") + f"stored {stored} of {expected}"
         results.append(m)
     return results
 
@@ -226,9 +265,9 @@ async def run_target(t: Target, cfg: Config) -> list[Measurement]:
             subjects.append(await opened_(Original(t.original_url)))
         elif t.original_url is not None:
             log.warning("%s: original not measured: %s", t.name, why_not)
-        results = await _w1(t, subjects, seeder, cfg)
-        results += await _w2(t, subjects, seeder, cfg)
         append = await opened_(Ours(t.url, append_only=True))
+        results = await _w1(t, subjects, append, seeder, cfg)
+        results += await _w2(t, subjects, seeder, cfg)
         results += await _w3(t, subjects, append, cfg)
         pool_floor = Floor(await opened_(t.make_raw(10)))
         w4_subjects = [ours, pool_floor, *subjects[2:]]

@@ -31,7 +31,8 @@ from ._workloads import Config, Measurement, run_target
 log = logging.getLogger("benchmarks")
 RESULTS = Path(__file__).resolve().parent / "results"
 
-QUICK = Config(rounds=2, ops=5, warmup=2, batch_ops=2, saves_per_task=3, timeout=60)
+QUICK = Config(rounds=2, ops=4, warmup=1, batch_ops=1, saves_per_task=2, timeout=60, budget=0.5,
+               min_ops=2)
 
 
 def machine() -> dict[str, Any]:
@@ -99,7 +100,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--no-original", action="store_true", help="skip agent-squad's storage")
     p.add_argument("--memory", choices=("on", "off", "only"), default="on",
                    help="the memory run: 100,000 saves over 10,000 conversations "
-                        "(quick: 10,000 over 1,000) on SQLite and memory://")
+                        "(quick: 2,000 over 500) on SQLite and memory://")
     p.add_argument("--json", type=Path, help="where to write JSON "
                    "(default benchmarks/results/bench-<time>.json)")
     p.add_argument("--markdown", type=Path, help="also write the table as Markdown here")
@@ -136,9 +137,10 @@ def main(argv: list[str] | None = None) -> int:
             measurements, unavailable, described = asyncio.run(
                 measure_all(names, cfg, workdir, args.postgres_url))
         if args.memory != "off":
-            saves, convs = (10_000, 1_000) if args.quick else (100_000, 10_000)
+            saves, convs = (2_000, 500) if args.quick else (100_000, 10_000)
             for url in (f"sqlite:///{workdir}/memory.db", "memory://"):
                 memory.append(memory_run(url, saves, convs))
+    measured = [m.as_dict() for m in measurements]
     report = {
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 1),
@@ -147,10 +149,10 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {n: ({"status": "unavailable", "reason": unavailable[n]} if n in unavailable
                         else {"status": "ok", "description": described.get(n, "")})
                     for n in names},
-        "measurements": [m.as_dict() for m in measurements],
+        "measurements": measured,
         "memory": memory,
     }
-    rows = build_rows(report["measurements"], unavailable)
+    rows = build_rows(measured, unavailable)
     if args.memory != "only":
         print_table(rows, f"storage_core benchmarks ({'quick' if args.quick else 'full'}; "
                           "latency in ms, throughput in saves/s)")

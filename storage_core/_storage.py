@@ -236,14 +236,15 @@ class ChatStorage:
     ) -> tuple[ConversationKey, list[NewRow], int | None]:
         key = self._key(user_id, session_id, agent_id)
         keep = keep_count(check_max_history_size(max_history_size), self._trim)
-        if self._skip:
-            batch = dedupe_within_batch(batch)
+        # Every message is validated, also those the role rule drops below.
         contents = [
             encode_content(m.content, self._limits, f"messages[{i}] content")
             for i, m in enumerate(batch)
         ]
         stamps = assign_timestamps([m.timestamp for m in batch], self._clock())
         rows = [NewRow(m.role, c, t) for m, c, t in zip(batch, contents, stamps, strict=True)]
+        if self._skip:
+            rows = dedupe_within_batch(rows)
         return key, rows, keep
 
     async def _append(

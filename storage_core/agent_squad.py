@@ -24,11 +24,12 @@ the rest of storage_core never does.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from ._factory import make_storage
 from ._model import Message, StoredMessage
@@ -47,6 +48,8 @@ except ImportError as exc:  # pragma: no cover - exercised by the core-only sess
 
 __all__ = ["SqlChatStorage", "StorageCoreChatStorage"]
 
+T = TypeVar("T")
+
 
 # agent-squad ships no type information, so its ChatStorage is ``Any`` to mypy.
 class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
@@ -62,6 +65,12 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
 
     ``initialize()`` creates the schema (a call before it initializes too);
     ``close()`` releases connections. It is also an async context manager.
+
+    Connections belong to the event loop that first used the storage. A call
+    made on another loop while that one runs (agent-squad's
+    ``SupervisorAgent`` calls ``asyncio.run(storage...)`` in worker threads)
+    is handed to the first loop and awaited; once the first loop has stopped,
+    the next loop to call takes over.
     """
 
     def __init__(
@@ -77,10 +86,11 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
                     "auth_token and options are for a URL; this storage is already made"
                 )
             self._storage = url
-            return
-        if auth_token is not None:
-            options["auth_token"] = auth_token
-        self._storage = make_storage(url, **options)
+        else:
+            if auth_token is not None:
+                options["auth_token"] = auth_token
+            self._storage = make_storage(url, **options)
+        self._home: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._storage.url!r}>"
@@ -94,11 +104,11 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
 
     async def initialize(self) -> None:
         """Connect and create the ``conversations`` table if needed. Idempotent."""
-        await self._storage.initialize()
+        await self._on_home_loop(self._storage.initialize)
 
     async def close(self) -> None:
         """Release connections. Idempotent; a later call raises ``ClosedError``."""
-        await self._storage.close()
+        await self._on_home_loop(self._storage.close)
 
     async def __aenter__(self) -> StorageCoreChatStorage:
         await self.initialize()
@@ -128,8 +138,9 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
         message. With ``max_history_size`` only the newest that many messages
         are kept. A ``TimestampedMessage`` keeps its timestamp.
         """
-        history = await self._storage.save_chat_message(
-            user_id, session_id, agent_id, _to_core(new_message), _limit(max_history_size)
+        message, limit = _to_core(new_message), _limit(max_history_size)
+        history = await self._on_home_loop(
+            lambda: self._storage.save_chat_message(user_id, session_id, agent_id, message, limit)
         )
         return _conversation(history)
 
@@ -158,8 +169,9 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
             return await self.fetch_chat(user_id, session_id, agent_id)
         for i, message in enumerate(batch):
             _check_blocks(message, f"new_messages[{i}]")
-        history = await self._storage.save_chat_messages(
-            user_id, session_id, agent_id, [_to_core(m) for m in batch], _limit(max_history_size)
+        messages, limit = [_to_core(m) for m in batch], _limit(max_history_size)
+        history = await self._on_home_loop(
+            lambda: self._storage.save_chat_messages(user_id, session_id, agent_id, messages, limit)
         )
         return _conversation(history)
 
@@ -172,8 +184,9 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
     ) -> list[ConversationMessage]:
         """The conversation oldest first; the newest ``max_history_size`` if given
         (None or 0: all of it)."""
-        history = await self._storage.fetch_chat(
-            user_id, session_id, agent_id, _limit(max_history_size)
+        limit = _limit(max_history_size)
+        history = await self._on_home_loop(
+            lambda: self._storage.fetch_chat(user_id, session_id, agent_id, limit)
         )
         return _conversation(history)
 
@@ -184,8 +197,19 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
         ``[agent_id] `` (its other blocks are kept); text stored as a plain
         string comes back as ``[{"text": ...}]``.
         """
-        messages = await self._storage.fetch_all_chats(user_id, session_id)
+        messages = await self._on_home_loop(
+            lambda: self._storage.fetch_all_chats(user_id, session_id)
+        )
         return [ConversationMessage(role=m.role, content=_as_blocks(m.content)) for m in messages]
+
+    async def _on_home_loop(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run ``call()`` on the loop that owns the connections (see the class doc)."""
+        loop = asyncio.get_running_loop()
+        home = self._home
+        if home is not None and home is not loop and home.is_running():
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), home))
+        self._home = loop
+        return await call()
 
 
 SqlChatStorage = StorageCoreChatStorage

@@ -189,7 +189,7 @@ class ConcurrencyTests:
             futures = [
                 loop.run_in_executor(
                     pool, append_in_process, storage_factory.url, storage_factory.options,
-                    tuple(c), tag, PER_WRITER, timeout)
+                    (c.user_id, c.session_id, c.agent_id), tag, PER_WRITER, timeout)
                 for tag in tags
             ]
             reported = await asyncio.wait_for(asyncio.gather(*futures), timeout * 2)

@@ -56,7 +56,7 @@ _timestamp = st.one_of(
 )
 _role = st.sampled_from(["user", "assistant", "user", "assistant", "system"])
 _size = st.one_of(st.none(), st.integers(1, 6))
-_slot = st.integers(0, 1)
+_slot = st.sampled_from([0, 0, 1])  # mostly the same conversation, sometimes another
 
 
 @dataclass
@@ -155,7 +155,8 @@ class ConformanceMachine(RuleBasedStateMachine):
 
     def _both(self, call: Callable[[ChatStorage], Awaitable[T]]) -> tuple[T, T] | None:
         """Run ``call`` on both; None when both raised the same kind of error."""
-        assert self.backend is not None and self.reference is not None
+        assert self.backend is not None
+        assert self.reference is not None
         try:
             want = self._run(call(self.reference))
         except StorageError as exc:
@@ -163,6 +164,12 @@ class ConformanceMachine(RuleBasedStateMachine):
                 self._run(call(self.backend))
             return None
         return self._run(call(self.backend)), want
+
+    def _check_conversation(self, conv: tuple[str, str, str]) -> None:
+        """After a write: the whole conversation, as stored, is the reference's."""
+        out = self._both(lambda s: s.fetch_chat(*conv))
+        assert out is not None
+        _same_messages(*out, "fetch_chat after the write")
 
     @initialize(skip=st.booleans(), trim=st.sampled_from(["messages", "pairs"]))
     def open_storages(self, skip: bool, trim: str) -> None:
@@ -179,6 +186,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         out = self._both(lambda s: s.save_chat_message(*conv, message, size))
         if out is not None:
             _same_messages(*out, "save_chat_message")
+        self._check_conversation(conv)
 
     @rule(user=_slot, session=_slot, agent=_slot, batch=_batch, size=_size)
     def save_chat_messages(
@@ -188,6 +196,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         out = self._both(lambda s: s.save_chat_messages(*conv, batch, size))
         if out is not None:
             _same_messages(*out, "save_chat_messages")
+        self._check_conversation(conv)
 
     @rule(user=_slot, session=_slot, agent=_slot, batch=_batch, size=_size)
     def append_messages(
@@ -197,6 +206,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         out = self._both(lambda s: s.append_messages(*conv, batch, size))
         if out is not None:
             _same_messages(*out, "append_messages")
+        self._check_conversation(conv)
 
     @rule(user=_slot, session=_slot, agent=_slot, batch=_batch, bad=_bad_message,
           where=st.integers(0, 5))
@@ -206,6 +216,7 @@ class ConformanceMachine(RuleBasedStateMachine):
         conv = self._conv(user, session, agent)
         batch = [*batch[:where], bad, *batch[where:]]
         assert self._both(lambda s: s.save_chat_messages(*conv, batch)) is None
+        self._check_conversation(conv)
 
     @rule(user=_slot, session=_slot, agent=_slot, size=_size)
     def fetch_chat(self, user: int, session: int, agent: int, size: int | None) -> None:
@@ -241,6 +252,14 @@ class ConformanceMachine(RuleBasedStateMachine):
         out = self._both(lambda s: s.delete_user(u))
         assert out is not None
         assert out[0] == out[1], "delete_user deleted another number of rows"
+
+    @rule()
+    def compare_everything(self) -> None:
+        """Every user's sessions and session views, as stored."""
+        for user in (0, 1):
+            self.list_sessions(user)
+            for session in (0, 1):
+                self.fetch_all_chats(user, session)
 
     def teardown(self) -> None:
         try:

@@ -34,10 +34,6 @@ class Endpoint:
     driver_url: str
     shown: str
 
-    @property
-    def websocket(self) -> bool:
-        return self.driver_url.startswith(("ws:", "wss:"))
-
 
 @dataclass(frozen=True)
 class RemoteConfig:

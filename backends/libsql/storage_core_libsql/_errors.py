@@ -8,7 +8,6 @@ driver does not echo it, and :func:`translate` removes it all the same).
 
 from __future__ import annotations
 
-import asyncio
 import re
 
 import aiohttp
@@ -17,7 +16,6 @@ from libsql_client import LibsqlError
 from storage_core import (
     REDACTED,
     AuthenticationError,
-    ClosedError,
     StorageError,
     TransientError,
 )
@@ -87,10 +85,3 @@ def timeout_error(what: str, seconds: float, *, write: bool) -> TransientError:
         f"{what}: no answer from the libSQL server within {seconds:g} s", ambiguous=write
     )
 
-
-def closed_error() -> ClosedError:
-    return ClosedError("the libSQL backend is closed")
-
-
-def is_cancelled(exc: BaseException) -> bool:
-    return isinstance(exc, asyncio.CancelledError)

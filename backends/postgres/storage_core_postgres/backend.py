@@ -165,7 +165,7 @@ class PostgresBackend:
             key.agent_id,
             [r.role for r in rows],
             [r.content for r in rows],
-            [r.timestamp for r in rows],
+            [str(r.timestamp) for r in rows],
             request.skip_same_role,
             request.keep,
             request.history,

@@ -160,11 +160,12 @@ END $storage_core$""",
         """(user, session, agent, roles, contents, timestamps, skip_same_role,
         keep, history, history_limit) -> rows (kind, agent_id, index, role,
         content, timestamp): kind 0 for each stored row, then kind 1 for the
-        history."""
+        history. The timestamps travel as text[]: asyncpg has no built-in codec
+        for bigint[] and would look the type up on every new connection."""
         return (
             f"SELECT * FROM {self._s}.storage_core_append($1::text, $2::text, $3::text, "
-            "$4::text[], $5::text[], $6::bigint[], $7::boolean, $8::integer, $9::boolean, "
-            "$10::integer)"
+            "$4::text[], $5::text[], $6::text[]::bigint[], $7::boolean, $8::integer, "
+            "$9::boolean, $10::integer)"
         )
 
     @property

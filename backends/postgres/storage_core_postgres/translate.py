@@ -46,7 +46,8 @@ def translate(exc: BaseException, what: str, *, sent: bool, write: bool) -> Stor
     detail = _describe(exc)
     if isinstance(exc, asyncpg.PostgresError):
         code = str(getattr(exc, "sqlstate", "") or "")
-        if code in _AUTH:
+        if code in _AUTH or (code == "08P01" and "authentication failed" in str(exc)):
+            # PgBouncer reports a bad password as a protocol violation (08P01).
             return AuthenticationError(f"{what}: the server rejected the credentials ({detail})")
         if code == "3D000":
             return ConfigurationError(f"{what}: the database does not exist ({detail})")

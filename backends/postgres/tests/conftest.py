@@ -156,6 +156,7 @@ def pgbouncer(postgres_server: Server, postgres_database: str) -> Iterator[PgBou
         f"auth_type = scram-sha-256\nauth_file = {directory / 'userlist.txt'}\n"
         "pool_mode = transaction\nmax_client_conn = 1000\ndefault_pool_size = 20\n"
         "ignore_startup_parameters = extra_float_digits\n"
+        f"admin_users = {postgres_server.user}\n"
         f"logfile = {directory / 'pgbouncer.log'}\npidfile = {directory / 'pgbouncer.pid'}\n"
     )
     command = [binary]
@@ -169,15 +170,18 @@ def pgbouncer(postgres_server: Server, postgres_database: str) -> Iterator[PgBou
             os.chown(path, entry.pw_uid, entry.pw_gid)
         command += ["-u", account]
     command.append(str(directory / "pgbouncer.ini"))
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     log = directory / "pgbouncer.log"
+    # Its log goes to the file; a pipe nobody reads would fill up and stall it.
+    process = subprocess.Popen(
+        [*command[:-1], "--quiet", command[-1]],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 10
         while True:
             if process.poll() is not None:
-                err = process.stderr.read().decode() if process.stderr else ""
                 text = log.read_text() if log.exists() else ""
-                pytest.fail(f"pgbouncer exited ({process.returncode}): {err}{text}")
+                pytest.fail(f"pgbouncer exited ({process.returncode}): {text}")
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
                 break
@@ -193,8 +197,6 @@ def pgbouncer(postgres_server: Server, postgres_database: str) -> Iterator[PgBou
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if process.stderr:
-            process.stderr.close()
         shutil.rmtree(directory, ignore_errors=True)
 
 

@@ -117,3 +117,17 @@ async def test_concurrent_role_rule_is_atomic(url: str) -> None:
         ))
         history = await storage.fetch_chat(user, "s", "a")
     assert [m.index for m in history] == [0]
+
+
+@pytest.mark.asyncio
+async def test_initialize_from_many_sessions_at_once(url: str) -> None:
+    """Twelve storages (each its own pool and server sessions) create one new
+    schema at the same moment: all succeed, and it works afterwards."""
+    schema = f"init_{secrets.token_hex(4)}"
+    sep = "&" if "?" in url else "?"
+    storages = [make_storage(f"{url}{sep}schema={schema}&min_size=1&max_size=1")
+                for _ in range(12)]
+    await asyncio.gather(*(s.initialize() for s in storages))
+    await storages[0].save_chat_message("u", "s", "a", {"role": "user", "content": "x"})
+    assert [m.index for m in await storages[-1].fetch_chat("u", "s", "a")] == [0]
+    await asyncio.gather(*(s.close() for s in storages))

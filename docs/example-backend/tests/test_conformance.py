@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+
 from storage_core_conformance import ConformanceTests
 
 

@@ -1,0 +1,30 @@
+"""Translation of driver errors into storage_core errors (no server needed)."""
+
+from __future__ import annotations
+
+from libsql_client import LibsqlError
+
+from storage_core import AuthenticationError, StorageError, TransientError
+from storage_core_libsql._errors import translate
+
+
+def test_busy_and_auth_codes_are_translated() -> None:
+    busy = translate(LibsqlError("SQLite error: database is locked", "SQLITE_BUSY"),
+                     "append", write=True)
+    assert isinstance(busy, TransientError) and not busy.ambiguous
+    for code in ("AUTH_HEADER_NOT_FOUND", "AUTH_JWT_INVALID"):
+        assert isinstance(translate(LibsqlError("no", code), "x", write=False),
+                          AuthenticationError)
+    http401 = LibsqlError("Server returned HTTP status 401", "SERVER_ERROR")
+    assert isinstance(translate(http401, "x", write=False), AuthenticationError)
+    http502 = LibsqlError("Server returned HTTP status 502", "SERVER_ERROR")
+    error = translate(http502, "append", write=True)
+    assert isinstance(error, TransientError) and error.ambiguous
+    closed = translate(LibsqlError("WebSocket was closed", "HRANA_WEBSOCKET_ERROR"), "x",
+                       write=True)
+    assert isinstance(closed, TransientError) and closed.ambiguous
+    sql_error = translate(LibsqlError("no such table: t", "SQL_INPUT_ERROR"), "x", write=True)
+    assert type(sql_error) is StorageError
+    secret = translate(LibsqlError("echo secret-token-123", "SQL_INPUT_ERROR"), "x",
+                       write=False, token="secret-token-123")
+    assert "secret-token-123" not in str(secret)

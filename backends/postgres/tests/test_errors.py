@@ -1,0 +1,122 @@
+"""Errors: bad credentials, an unreachable server, and secrets kept out of output."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from typing import Any
+
+import asyncpg
+import pytest
+
+from storage_core import (
+    AuthenticationError,
+    ConfigurationError,
+    RetryPolicy,
+    TransientError,
+    make_storage,
+)
+
+
+def _everything_shown(exc: BaseException) -> str:
+    """Every text a user could see of an error: str, repr, the traceback with causes."""
+    return "\n".join(
+        [str(exc), repr(exc), *traceback.format_exception(type(exc), exc, exc.__traceback__)]
+    )
+
+
+@pytest.mark.asyncio
+async def test_wrong_password_is_an_authentication_error_that_never_shows_it(
+    pgbouncer: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    wrong = "wrong-" + pgbouncer.password[::-1]
+    storage = make_storage(pgbouncer.url(password=wrong))
+    assert wrong not in repr(storage) and wrong not in storage.url
+    assert wrong not in repr(storage.backend)
+    with pytest.raises(AuthenticationError) as info:
+        await storage.initialize()
+    # PgBouncer 1.18 reports it as 08P01 (ProtocolViolationError), PostgreSQL as
+    # 28P01 (InvalidPasswordError): both are AuthenticationError.
+    assert isinstance(info.value.__cause__, asyncpg.PostgresError)
+    assert info.value.__cause__.sqlstate in ("28P01", "08P01")
+    shown = _everything_shown(info.value) + caplog.text
+    assert "authentication failed" in shown
+    assert wrong not in shown
+    assert pgbouncer.password not in shown
+    await storage.close()
+
+
+@pytest.mark.asyncio
+async def test_right_password_through_pgbouncer_works_and_stays_hidden(pgbouncer: Any) -> None:
+    storage = make_storage(pgbouncer.url())
+    async with storage:
+        await storage.save_chat_message("pw-user", "s", "a", {"role": "user", "content": "x"})
+        assert pgbouncer.password not in repr(storage)
+        assert pgbouncer.password not in repr(storage.backend)
+        assert pgbouncer.password not in repr(storage.backend.config)  # type: ignore[attr-defined]
+        await storage.delete_user("pw-user")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port  # closed again: nothing listens there
+
+
+@pytest.mark.asyncio
+async def test_unreachable_server_is_transient_after_the_core_retries() -> None:
+    secret = "s3cret-pw-never-shown"
+    url = f"postgresql://postgres:{secret}@127.0.0.1:{_closed_port()}/db?connect_timeout=1"
+    storage = make_storage(url, retry=RetryPolicy(attempts=3, initial_delay=0.01))
+    with pytest.raises(TransientError) as info:
+        await storage.fetch_chat("u", "s", "a")
+    assert isinstance(info.value.__cause__, OSError)
+    assert not info.value.ambiguous
+    assert secret not in _everything_shown(info.value)
+    await storage.close()
+
+
+@pytest.mark.asyncio
+async def test_missing_database_is_a_configuration_error(postgres_server: Any) -> None:
+    storage = make_storage(postgres_server.url_for("storage_core_no_such_database"))
+    with pytest.raises(ConfigurationError):
+        await storage.initialize()
+    await storage.close()
+
+
+@pytest.mark.asyncio
+async def test_lost_connection_during_a_save_is_ambiguous(postgres_database_url: str) -> None:
+    """A save whose connection dies while the server works on it may have been
+    committed: TransientError(ambiguous=True), and the core does not repeat it."""
+    async with make_storage(postgres_database_url + "?min_size=1&max_size=1") as storage:
+        await storage.fetch_chat("amb", "s", "a")
+        backend: Any = storage.backend
+        async with backend._pool.acquire() as conn:
+            pid = conn.get_server_pid()
+        admin = await asyncpg.connect(postgres_database_url)
+        try:
+            # Hold the conversation's lock so the save waits on the server...
+            await admin.execute("BEGIN")
+            await admin.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended("
+                "length($1::text) || ':' || $1 || length($2::text) || ':' || $2 || $3::text, "
+                "$4::bigint))", "amb", "s", "a", 0x5C0EC0DE)
+            import asyncio
+
+            save = asyncio.create_task(
+                storage.save_chat_message("amb", "s", "a", {"role": "user", "content": "x"})
+            )
+            await asyncio.sleep(0.3)
+            # ...then kill its backend process.
+            await admin.execute("SELECT pg_terminate_backend($1)", pid)
+            with pytest.raises(TransientError) as info:
+                await save
+            assert info.value.ambiguous
+            await admin.execute("ROLLBACK")
+        finally:
+            await admin.close()
+        # The pool replaces the dead connection.
+        assert await storage.fetch_chat("amb", "s", "a") == []

@@ -1,0 +1,198 @@
+"""SQLite-specific behaviour of storage-core-sqlite (the contract is in test_conformance)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+import pytest
+
+from storage_core import ConfigurationError, make_storage
+from storage_core_sqlite import SqliteBackend
+
+ORIGINAL_DDL = """
+CREATE TABLE conversations (
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    message_index INTEGER NOT NULL,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    timestamp INTEGER NOT NULL,
+    PRIMARY KEY (user_id, session_id, agent_id, message_index)
+);
+CREATE INDEX idx_conversations_lookup ON conversations(user_id, session_id, agent_id);
+"""
+
+
+def _pragma(path: Path, name: str) -> object:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(f"PRAGMA {name}").fetchone()[0]
+
+
+@pytest.mark.asyncio
+async def test_wal_mode_and_busy_timeout(tmp_path: Path) -> None:
+    db = tmp_path / "chat.db"
+    async with make_storage(f"sqlite:///{db}?busy_timeout=1234") as storage:
+        await storage.save_chat_message("u", "s", "a", {"role": "user", "content": "x"})
+        backend = storage.backend
+        assert isinstance(backend, SqliteBackend)
+        assert backend.busy_timeout_ms == 1234
+        writer = backend._writer
+        assert writer is not None
+        rows = await writer.execute_fetchall("PRAGMA busy_timeout")
+        assert next(iter(rows))[0] == 1234
+        rows = await writer.execute_fetchall("PRAGMA journal_mode")
+        assert next(iter(rows))[0] == "wal"
+    assert _pragma(db, "journal_mode") == "wal", "WAL mode is persistent in the file"
+
+
+@pytest.mark.asyncio
+async def test_default_busy_timeout(tmp_path: Path) -> None:
+    async with make_storage(f"sqlite:///{tmp_path}/chat.db") as storage:
+        backend = storage.backend
+        assert isinstance(backend, SqliteBackend)
+        assert backend._writer is not None
+        rows = await backend._writer.execute_fetchall("PRAGMA busy_timeout")
+        assert next(iter(rows))[0] == 5000
+
+
+@pytest.mark.asyncio
+async def test_relative_url_is_relative_to_cwd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with make_storage("sqlite:///relative.db") as storage:
+        await storage.save_chat_message("u", "s", "a", {"role": "user", "content": "x"})
+    assert (tmp_path / "relative.db").exists()
+    (tmp_path / "sub").mkdir()
+    async with make_storage("sqlite:///sub/nested.db") as storage:
+        await storage.save_chat_message("u", "s", "a", {"role": "user", "content": "x"})
+    assert (tmp_path / "sub" / "nested.db").exists()
+
+
+@pytest.mark.asyncio
+async def test_absolute_url(tmp_path: Path) -> None:
+    db = tmp_path / "absolute.db"
+    assert str(db).startswith("/")
+    async with make_storage(f"sqlite:///{db}") as storage:  # four slashes in all
+        await storage.save_chat_message("u", "s", "a", {"role": "user", "content": "x"})
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 1
+
+
+@pytest.mark.asyncio
+async def test_memory_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    async with make_storage("sqlite:///:memory:") as storage:
+        assert not storage.capabilities.persistent
+        assert not storage.capabilities.shared_across_processes
+        h = await storage.save_chat_message("u", "s", "a", {"role": "user", "content": "x"})
+        assert [m.index for m in h] == [0]
+    async with make_storage("sqlite:///:memory:") as storage:
+        assert await storage.fetch_chat("u", "s", "a") == [], "each :memory: storage is private"
+    assert not any(tmp_path.iterdir()), "no file named :memory: was created"  # noqa: ASYNC240
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "sqlite://",
+        "sqlite:///",
+        "sqlite://host/chat.db",
+        "sqlite:chat.db",
+        "sqlite:///chat.db?busy_timeout=soon",
+        "sqlite:///chat.db?synchronous=sometimes",
+        "sqlite:///chat.db?journal=delete",
+    ],
+)
+def test_bad_urls(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        make_storage(url)
+
+
+def test_unknown_keyword_option() -> None:
+    with pytest.raises(ConfigurationError, match="auth_token"):
+        make_storage("sqlite:///chat.db", auth_token="x")
+
+
+@pytest.mark.asyncio
+async def test_unopenable_file_is_an_error(tmp_path: Path) -> None:
+    storage = make_storage(f"sqlite:///{tmp_path}/no/such/dir/chat.db")
+    with pytest.raises(ConfigurationError):
+        await storage.initialize()
+    await storage.close()
+    # aiosqlite stops its worker thread after a failed connect without waiting
+    # for it; let it finish before the loop closes (else it posts to a closed loop).
+    await asyncio.sleep(0.1)
+
+
+@pytest.mark.asyncio
+async def test_reads_and_extends_an_agent_squad_database(tmp_path: Path) -> None:
+    db = tmp_path / "agent_squad.db"
+    with sqlite3.connect(db) as conn:
+        conn.executescript(ORIGINAL_DDL)
+        rows = [
+            ("u", "s", "a", i, role, json.dumps([{"text": f"m{i} \u2713"}]), 1000 + i)
+            for i, role in enumerate(["user", "assistant", "user"])
+        ]
+        rows.append(("u", "s", "b", 0, "user", json.dumps([{"text": "other"}]), 999))
+        conn.executemany("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+    conn.close()
+    async with make_storage(f"sqlite:///{db}") as storage:
+        history = await storage.fetch_chat("u", "s", "a")
+        assert [(m.index, m.role, m.content, m.timestamp) for m in history] == [
+            (i, role, [{"text": f"m{i} \u2713"}], 1000 + i)
+            for i, role in enumerate(["user", "assistant", "user"])
+        ]
+        saved = await storage.save_chat_message(
+            "u", "s", "a", {"role": "assistant", "content": [{"text": "new"}], "timestamp": 2000})
+        assert [m.index for m in saved] == [0, 1, 2, 3]
+        view = await storage.fetch_all_chats("u", "s")
+        assert [(m.agent_id, m.index) for m in view] == [
+            ("b", 0), ("a", 0), ("a", 1), ("a", 2), ("a", 3)]
+        assert view[-1].content == [{"text": "[a] new"}]
+    with sqlite3.connect(db) as conn:
+        row = conn.execute(
+            "SELECT role, content, timestamp FROM conversations WHERE message_index = 3"
+        ).fetchone()
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(conversations)")]
+    conn.close()
+    assert row == ("assistant", json.dumps([{"text": "new"}], separators=(",", ":")), 2000)
+    assert json.loads(row[1]) == [{"text": "new"}]
+    assert columns == ["user_id", "session_id", "agent_id", "message_index", "role",
+                       "content", "timestamp"]
+
+
+@pytest.mark.asyncio
+async def test_large_save_does_not_block_the_event_loop(tmp_path: Path) -> None:
+    ticks: list[float] = []
+    stop = asyncio.Event()
+
+    async def ticker() -> None:
+        while not stop.is_set():
+            ticks.append(time.perf_counter())
+            await asyncio.sleep(0.002)
+
+    batch = [{"role": "user" if i % 2 == 0 else "assistant",
+              "content": [{"text": "x" * 2_000}]} for i in range(1000)]
+    async with make_storage(f"sqlite:///{tmp_path}/chat.db") as storage:
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        for _ in range(5):
+            await storage.append_messages("u", "s", "a", batch)
+        await storage.save_chat_message("u", "s", "a", {"role": "user", "content": "y"}, 10)
+        elapsed = time.perf_counter() - started
+        stop.set()
+        await task
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    # Only the core's JSON encoding of one batch runs on the loop; the 5,000
+    # inserts and the trim must not (blocking, one gap would be most of it all).
+    assert max(gaps) < elapsed / 3, (
+        f"the loop stalled for {max(gaps):.3f}s of {elapsed:.3f}s of saving")
+    assert len(ticks) > 10
