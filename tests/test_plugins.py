@@ -148,3 +148,15 @@ def test_broken_and_blocked_entry_points(monkeypatch: pytest.MonkeyPatch) -> Non
     assert pm.has_plugin("good") and not pm.has_plugin("blocked")
     assert [(f.name, f.distribution) for f in _plugins._failures] == [("broken", "broken-dist")]
     assert "boom" in _plugins._failures[0].error
+
+
+def test_listing_backends_imports_no_driver() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, storage_core; storage_core.build_registry(); "
+        "print(','.join(m for m in ('aiosqlite', 'asyncpg', 'libsql_client') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -12,6 +12,7 @@ from ._contract import ContractTests
 from ._fixtures import ConformanceFixtures
 from ._isolation import IsolationTests, UnicodeTests
 from ._stateful import StatefulTests
+from ._table_tools import TableToolsTests
 
 __all__ = ["AREAS", "ConformanceTests", "overridden_tests", "unknown_known_failures"]
 
@@ -22,6 +23,7 @@ AREAS: dict[type, str] = {
     UnicodeTests: "unicode",
     ConcurrencyTests: "concurrency",
     StatefulTests: "model-based",
+    TableToolsTests: "table tools",
 }
 
 GUARDS = ("test_no_conformance_test_overridden", "test_known_failures_name_real_tests")
@@ -34,6 +36,7 @@ class ConformanceTests(
     UnicodeTests,
     ConcurrencyTests,
     StatefulTests,
+    TableToolsTests,
     ConformanceFixtures,
 ):
     """Subclass this (as ``Test<Backend>``) and define the ``storage_url`` fixture.

@@ -27,6 +27,7 @@ from storage_core import (
     SessionInfo,
     StorageURL,
     StoredRow,
+    TableRow,
 )
 
 from .config import PostgresConfig
@@ -41,6 +42,8 @@ T = TypeVar("T")
 _ROW_TYPES = (str, int, str, str, int)  # agent_id, message_index, role, content, timestamp
 _APPEND_TYPES = (int, *_ROW_TYPES)  # kind first
 _SESSION_TYPES = (str, str, int, int)  # session_id, agent_id, count, last timestamp
+_TABLE_TYPES = (str, str, str, int, str, str, int)  # a whole conversations row
+_DESCRIBE_TYPES = (str, str, int, str)
 _CLOSE_TIMEOUT = 10.0
 
 
@@ -222,16 +225,63 @@ class PostgresBackend:
             for sid, (agents, total, latest) in merged.items()
         ]
 
-    async def _delete(self, what: str, statement: str, args: tuple[str, ...]) -> int:
+    async def _count(self, what: str, statement: str, args: tuple[Any, ...]) -> int:
         status = await self._call(
             what, lambda conn: self._runner.status(conn, statement, args), write=True
         )
         return int(status.rsplit(" ", 1)[-1])
 
     async def delete_session(self, user_id: str, session_id: str) -> int:
-        return await self._delete(
+        return await self._count(
             "delete_session", self._sql.delete_session, (user_id, session_id)
         )
 
     async def delete_user(self, user_id: str) -> int:
-        return await self._delete("delete_user", self._sql.delete_user, (user_id,))
+        return await self._count("delete_user", self._sql.delete_user, (user_id,))
+
+    # -- table tools -------------------------------------------------------
+
+    async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
+        args: tuple[Any, ...]
+        if after is None:
+            statement, args = self._sql.export_first, (limit,)
+        else:
+            statement, args = self._sql.export_after, (*after.sort_key, limit)
+        rows = await self._call(
+            "export",
+            lambda conn: self._runner.rows(conn, statement, args, _TABLE_TYPES),
+            write=False,
+        )
+        return [
+            TableRow(str(u), str(s), str(a), int(i), str(r), str(c), int(t))
+            for u, s, a, i, r, c, t in rows
+        ]
+
+    async def import_rows(self, rows: Sequence[TableRow]) -> int:
+        columns = (
+            [r.user_id for r in rows],
+            [r.session_id for r in rows],
+            [r.agent_id for r in rows],
+            [str(r.message_index) for r in rows],
+            [r.role for r in rows],
+            [r.content for r in rows],
+            [str(r.timestamp) for r in rows],
+        )
+        return await self._count("import", self._sql.import_rows, columns)
+
+    async def prune(self, before_timestamp: int) -> int:
+        return await self._count("prune", self._sql.prune, (before_timestamp,))
+
+    async def describe(self) -> dict[str, object]:
+        rows = await self._call(
+            "describe",
+            lambda conn: self._runner.rows(conn, self._sql.describe, (), _DESCRIBE_TYPES),
+            write=False,
+        )
+        version, indexes, count, server = rows[0]
+        return {
+            "schema_version": None if version is None else int(version),
+            "indexes": sorted(str(indexes).split(",")) if indexes else [],
+            "row_count": int(count),
+            "server": f"PostgreSQL {server} (schema {self.config.schema})",
+        }

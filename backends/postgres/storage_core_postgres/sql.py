@@ -93,6 +93,8 @@ $storage_core$"""
 
 _COLUMNS = 'agent_id, message_index, role, content, "timestamp"'
 _CONV = "user_id = $1::text AND session_id = $2::text AND agent_id = $3::text"
+_TABLE_COLUMNS = 'user_id, session_id, agent_id, message_index, role, content, "timestamp"'
+_TABLE_ORDER = "ORDER BY user_id, session_id, agent_id, message_index"
 
 
 @dataclass(frozen=True)
@@ -205,3 +207,58 @@ END $storage_core$""",
     @property
     def delete_user(self) -> str:
         return f"DELETE FROM {self._s}.conversations WHERE user_id = $1::text"
+
+    # -- whole-table tools (export, import, prune, doctor) -----------------
+
+    @property
+    def export_first(self) -> str:
+        """(limit) -> the first rows of the table in key order."""
+        return (
+            f"SELECT {_TABLE_COLUMNS} FROM {self._s}.conversations "
+            f"{_TABLE_ORDER} LIMIT $1::integer"
+        )
+
+    @property
+    def export_after(self) -> str:
+        """(user, session, agent, index, limit) -> the rows after that key, in key order."""
+        return (
+            f"SELECT {_TABLE_COLUMNS} FROM {self._s}.conversations "
+            "WHERE (user_id, session_id, agent_id, message_index) > "
+            "($1::text, $2::text, $3::text, $4::integer) "
+            f"{_TABLE_ORDER} LIMIT $5::integer"
+        )
+
+    @property
+    def import_rows(self) -> str:
+        """(users, sessions, agents, indexes, roles, contents, timestamps), all
+        text[] -> inserts the rows as they are; an existing key is left alone."""
+        return (
+            f"INSERT INTO {self._s}.conversations ({_TABLE_COLUMNS}) "
+            "SELECT u, s, a, i::integer, r, c, t::bigint FROM unnest("
+            "$1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], "
+            "$7::text[]) AS x(u, s, a, i, r, c, t) "
+            "ON CONFLICT (user_id, session_id, agent_id, message_index) DO NOTHING"
+        )
+
+    @property
+    def prune(self) -> str:
+        """(timestamp) -> deletes the conversations with no message since then."""
+        return (
+            f"DELETE FROM {self._s}.conversations c USING ("
+            f"SELECT user_id, session_id, agent_id FROM {self._s}.conversations "
+            'GROUP BY user_id, session_id, agent_id HAVING max("timestamp") < $1::bigint) old '
+            "WHERE c.user_id = old.user_id AND c.session_id = old.session_id "
+            "AND c.agent_id = old.agent_id"
+        )
+
+    @property
+    def describe(self) -> str:
+        """() -> schema version, index names (comma-separated), row count, server version."""
+        return (
+            f"SELECT (SELECT value FROM {self._s}.storage_core_meta "
+            "WHERE key = 'schema_version'), "
+            "(SELECT string_agg(indexname, ',' ORDER BY indexname) FROM pg_indexes "
+            f"WHERE schemaname = '{self.schema}' AND tablename = 'conversations'), "
+            f"(SELECT count(*) FROM {self._s}.conversations), "
+            "current_setting('server_version')"
+        )

@@ -5,10 +5,24 @@ Installing this distribution registers the ``sqlite`` scheme through the
 ``storage_core.make_storage("sqlite:///chat.db")``. ``SqliteBackend`` and the
 shared SQL (:mod:`storage_core_sqlite.sql`, :mod:`storage_core_sqlite.plan`)
 are public so other SQLite-family backends reuse them.
+
+Importing this package does not import aiosqlite (listing backends stays
+cheap); ``SqliteBackend`` is imported on first access.
 """
 
 from __future__ import annotations
 
-from .backend import SqliteBackend
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .backend import SqliteBackend
 
 __all__ = ["SqliteBackend"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SqliteBackend":
+        from .backend import SqliteBackend
+
+        return SqliteBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
