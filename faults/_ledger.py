@@ -141,7 +141,7 @@ class Ledger:
             entry = self.ops[op]
             entry.state = "acked"
             entry.indexes = tuple(indexes)
-            entry.acked_at = time.monotonic() if at is None else at
+            entry.acked_at = time.time() if at is None else at
 
     def fail(self, op: str, error: str, message: str = "") -> None:
         with self._lock:
@@ -151,7 +151,7 @@ class Ledger:
             entry.message = message
 
     def acked_after(self, moment: float, writer_prefix: str = "") -> int:
-        """How many operations were acknowledged after ``moment`` (monotonic)."""
+        """How many operations were acknowledged after ``moment`` (``time.time()``)."""
         return sum(
             1 for o in self.ops.values()
             if o.state == "acked" and o.acked_at is not None and o.acked_at > moment

@@ -5,7 +5,7 @@ flushed at once, so a SIGKILL loses nothing that was printed::
 
     ready                       storage initialized (then waits for --go)
     try OP CONVERSATION PARTS   about to send the batch
-    ack OP I0,I1,...            the call returned; the indexes it reported
+    ack OP I0,I1,... TIME       the call returned; the indexes it reported; when
     fail OP KIND MESSAGE        an error reached the caller
     done                        every task finished (--ops reached or --stop seen)
 """
@@ -17,6 +17,7 @@ import asyncio
 import os
 import random
 import sys
+import time
 
 from storage_core import ChatStorage, make_storage
 
@@ -47,7 +48,7 @@ async def _task(
         except Exception as exc:
             _say("fail", op, describe_error(exc), str(exc).replace("\n", " ")[:300])
         else:
-            _say("ack", op, ",".join(map(str, indexes)))
+            _say("ack", op, ",".join(map(str, indexes)), f"{time.time():.6f}")
 
 
 async def _main(args: argparse.Namespace) -> None:
