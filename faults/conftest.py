@@ -13,8 +13,8 @@ from typing import NoReturn
 
 import pytest
 
-from ._ledger import Figures
-from ._servers import PgCluster, ServerUnavailable, Sqld, find_pg_bindir, find_sqld
+from faults._ledger import Figures
+from faults._servers import PgCluster, ServerUnavailable, Sqld, find_pg_bindir, find_sqld
 
 _FIGURES = pytest.StashKey[list[str]]()
 

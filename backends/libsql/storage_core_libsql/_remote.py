@@ -193,7 +193,23 @@ class LibsqlBackend:
         return self._main if self.config.replica_reads else self._writer
 
     async def initialize(self) -> None:
+        # Read first: a database already at this schema version needs no write
+        # (no lock taken, nothing forwarded by a replica). The DDL batch reads
+        # before it writes when some of the schema exists, the lock upgrade
+        # that sqld answers with SQLITE_BUSY (retried) under concurrent writers,
+        # so it runs only when something is missing.
+        if await self._schema_version() == sql.SCHEMA_VERSION:
+            return
         await self._writer.batch("initialize", [(s, ()) for s in sql.SCHEMA], write=True)
+
+    async def _schema_version(self) -> int | None:
+        try:
+            rows = await self._writer.query("initialize", sql.READ_SCHEMA_VERSION, ())
+        except StorageError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return int(rows[0][0]) if rows else None
 
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request)

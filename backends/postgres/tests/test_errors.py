@@ -120,3 +120,14 @@ async def test_lost_connection_during_a_save_is_ambiguous(postgres_database_url:
             await admin.close()
         # The pool replaces the dead connection.
         assert await storage.fetch_chat("amb", "s", "a") == []
+
+
+def test_secret_hygiene_probe_with_canary_passwords(pgbouncer: Any) -> None:
+    """The conformance suite's probe: a wrong canary password (URL and keyword)
+    and the right one, through every call, tracebacks, DEBUG logs and the CLI."""
+    from storage_core_conformance.secrets import secret_leaks
+
+    canary = "canary-" + pgbouncer.password[::-1]
+    assert secret_leaks(pgbouncer.url(password=canary), canary) == []
+    assert secret_leaks(pgbouncer.url(password="x"), canary, {"password": canary}) == []
+    assert secret_leaks(pgbouncer.url(), pgbouncer.password) == []

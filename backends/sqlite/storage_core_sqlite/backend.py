@@ -199,9 +199,8 @@ class SqliteBackend:
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request)
         async with self._transaction("append") as conn:
-            async with conn.execute(*plan.last_index) as cursor:
-                row = await cursor.fetchone()
-            last_index = None if row is None else row[0]
+            (row,) = await conn.execute_fetchall(*plan.last_index)  # one thread hop
+            last_index = row[0]
             cursor = await conn.executemany(plan.insert_sql, plan.insert_params)
             inserted = cursor.rowcount
             if plan.trim is not None:
