@@ -100,10 +100,8 @@ def _cli(url: str) -> str:
     texts = []
     for args in (["doctor", url], ["sessions", url, "secret-probe"]):
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
+            with contextlib.suppress(SystemExit):
                 cli_main(args, out=out)
-            except SystemExit:
-                pass
         texts.append(out.getvalue() + err.getvalue())
     return "\n".join(texts)
 
