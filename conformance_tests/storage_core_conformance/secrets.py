@@ -99,9 +99,12 @@ def _cli(url: str) -> str:
     out, err = io.StringIO(), io.StringIO()
     texts = []
     for args in (["doctor", url], ["sessions", url, "secret-probe"]):
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            with contextlib.suppress(SystemExit):
-                cli_main(args, out=out)
+        with (
+            contextlib.redirect_stdout(out),
+            contextlib.redirect_stderr(err),
+            contextlib.suppress(SystemExit),
+        ):
+            cli_main(args, out=out)
         texts.append(out.getvalue() + err.getvalue())
     return "\n".join(texts)
 
