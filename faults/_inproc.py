@@ -44,7 +44,9 @@ async def write_until(
         except asyncio.TimeoutError as exc:
             ledger.fail(op, "Hung", f"no answer within {CALL_TIMEOUT:g} s: {exc}")
         except Exception as exc:
-            ledger.fail(op, describe_error(exc), str(exc)[:300])
+            cause = exc.__cause__
+            detail = f"{exc} (cause: {type(cause).__name__}: {cause})" if cause else str(exc)
+            ledger.fail(op, describe_error(exc), detail[:500])
             await asyncio.sleep(0.02)  # an error with no retry left: do not spin
         else:
             ledger.ack(op, indexes)

@@ -20,6 +20,7 @@ scenario the stored rows are read back and counted:
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 
 from ._ops import identify
 
-__all__ = ["Figures", "Ledger", "Op", "StoredItem", "describe_error"]
+__all__ = ["Figures", "Ledger", "Op", "RetryCounter", "StoredItem", "describe_error"]
 
 
 def describe_error(exc: BaseException) -> str:
@@ -37,6 +38,31 @@ def describe_error(exc: BaseException) -> str:
     if getattr(exc, "ambiguous", False):
         name += "(ambiguous)"
     return name
+
+
+class RetryCounter(logging.Handler):
+    """Counts the retries the core makes (its ``storage_core.retry`` debug records).
+
+    ``with RetryCounter() as retries: ...`` then ``retries.count``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.count = 0
+        self._logger = logging.getLogger("storage_core.retry")
+        self._level = self._logger.level
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.count += 1
+
+    def __enter__(self) -> RetryCounter:
+        self._logger.addHandler(self)
+        self._logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
 
 
 @dataclass
@@ -75,6 +101,7 @@ class Figures:
     partial: int = 0
     in_flight: int = 0
     failed_stored: int = 0
+    in_flight_stored: int = 0
     misplaced: int = 0
     foreign: int = 0
     index_gaps: int = 0
@@ -94,6 +121,7 @@ class Figures:
         more = {
             "in_flight": self.in_flight,
             "failed_stored": self.failed_stored,
+            "in_flight_stored": self.in_flight_stored,
             "misplaced": self.misplaced,
             "foreign": self.foreign,
             "index_gaps": self.index_gaps,
@@ -104,6 +132,10 @@ class Figures:
         tail = " ".join(f"{k}={v}" for k, v in more.items())
         errors = ",".join(f"{k}:{n}" for k, n in sorted(self.errors.items()))
         return f"{head} {tail}" + (f" errors={errors}" if errors else "")
+
+    def untransient(self) -> int:
+        """Failures that reached a caller as something else than a TransientError."""
+        return sum(n for kind, n in self.errors.items() if not kind.startswith("TransientError"))
 
     def problems(self) -> list[str]:
         """Every broken guarantee, as text (empty when all is well)."""
@@ -167,6 +199,9 @@ class Ledger:
         fig.failed = sum(o.state == "failed" for o in ops.values())
         fig.in_flight = sum(o.state == "pending" for o in ops.values())
         fig.errors = Counter(o.error for o in ops.values() if o.state == "failed")
+        for o in ops.values():
+            if o.state == "failed" and not o.error.startswith("TransientError"):
+                self._example(fig, f"{o.op} failed with {o.error}: {o.message}")
 
         where: dict[tuple[str, int], list[tuple[str, int]]] = {}
         for label, items in stored.items():
@@ -203,6 +238,8 @@ class Ledger:
                 self._example(fig, f"{op.op} acknowledged, {present}/{op.parts} parts stored")
             if op.state == "failed" and present == op.parts:
                 fig.failed_stored += 1
+            if op.state == "pending" and present == op.parts:
+                fig.in_flight_stored += 1
             if present == op.parts and not extra:
                 firsts = [p[0] for p in places]
                 labels = {label for label, _ in firsts}

@@ -74,6 +74,10 @@ class WriterProcess:
             self.kill()
             raise
 
+    def retries(self) -> int:
+        """The retries the process reported at its end (0 if it never got there)."""
+        return sum(int(line.split()[1]) for line in self.lines() if line.startswith("retries "))
+
     def feed(self, ledger: Ledger) -> tuple[int, int]:
         """Record this process's operations in ``ledger``; return (acks, fails).
 

@@ -7,6 +7,7 @@ flushed at once, so a SIGKILL loses nothing that was printed::
     try OP CONVERSATION PARTS   about to send the batch
     ack OP I0,I1,... TIME       the call returned; the indexes it reported; when
     fail OP KIND MESSAGE        an error reached the caller
+    retries N                   how many times the core retried a call
     done                        every task finished (--ops reached or --stop seen)
 """
 
@@ -21,7 +22,7 @@ import time
 
 from storage_core import ChatStorage, make_storage
 
-from ._ledger import describe_error
+from ._ledger import RetryCounter, describe_error
 from ._ops import Conversation, conversations, save_op
 
 
@@ -30,12 +31,34 @@ def _say(*words: object) -> None:
     sys.stdout.flush()
 
 
+def _wait_for_file(path: str) -> None:
+    while not os.path.exists(path):
+        time.sleep(0.01)
+
+
+def _present(path: str) -> bool:
+    return os.path.exists(path)  # one stat: too quick to be worth a thread
+
+
+async def _watch(path: str, stop: asyncio.Event) -> None:
+    """Set ``stop`` once ``path`` exists."""
+    while True:
+        if _present(path):
+            stop.set()
+            return
+        await asyncio.sleep(0.05)
+
+
 async def _task(
-    storage: ChatStorage, args: argparse.Namespace, n: int, convs: list[Conversation]
+    storage: ChatStorage,
+    args: argparse.Namespace,
+    n: int,
+    convs: list[Conversation],
+    stop: asyncio.Event,
 ) -> None:
     rng = random.Random(f"{args.name}-{n}")
     count = 0
-    while (args.ops == 0 or count < args.ops) and not (args.stop and os.path.exists(args.stop)):
+    while (args.ops == 0 or count < args.ops) and not stop.is_set():
         op = f"{args.name}.t{n}.{count}"
         parts = args.parts[count % len(args.parts)]
         conv = convs[rng.randrange(len(convs))]
@@ -53,11 +76,19 @@ async def _task(
 
 async def _main(args: argparse.Namespace) -> None:
     convs = conversations(args.scenario, args.conversations)
-    async with make_storage(args.url, skip_consecutive_roles=False) as storage:
-        _say("ready")
-        while args.go and not os.path.exists(args.go):
-            await asyncio.sleep(0.01)
-        await asyncio.gather(*(_task(storage, args, n, convs) for n in range(args.tasks)))
+    with RetryCounter() as retries:
+        async with make_storage(args.url, skip_consecutive_roles=False) as storage:
+            _say("ready")
+            if args.go:
+                await asyncio.to_thread(_wait_for_file, args.go)
+            stop = asyncio.Event()
+            watcher = asyncio.create_task(_watch(args.stop, stop)) if args.stop else None
+            await asyncio.gather(
+                *(_task(storage, args, n, convs, stop) for n in range(args.tasks))
+            )
+            if watcher is not None:
+                watcher.cancel()
+    _say("retries", retries.count)
     _say("done")
 
 

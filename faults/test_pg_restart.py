@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from faults._inproc import read_back, write_until
-from faults._ledger import Figures, Ledger
+from faults._ledger import Figures, Ledger, RetryCounter
 from faults._ops import conversations
 from faults._servers import PgCluster
 from storage_core import RetryPolicy, make_storage
@@ -65,9 +65,13 @@ async def _scenario(cluster: PgCluster) -> Figures:
 
 
 def test_pg_stop_and_restart(pg_cluster: PgCluster, report: Callable[[Figures], None]) -> None:
-    figures = asyncio.run(_scenario(pg_cluster))
+    with RetryCounter() as retries:
+        figures = asyncio.run(_scenario(pg_cluster))
+    figures.extra["retried"] = retries.count
     report(figures)
     assert not figures.problems(), figures.line()
     assert "Hung" not in figures.errors, figures.line()
+    # Errors caused by the outage must be TransientError (retried, or ambiguous).
+    assert figures.untransient() == 0, "\n".join([figures.line(), *figures.examples])
     after = [int(n) for n in str(figures.extra["acked_after_restarts"]).split(",")]
     assert all(n > 0 for n in after), f"no acknowledged write after a restart: {after}"

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from faults._inproc import read_back, write_until
-from faults._ledger import Figures, Ledger
+from faults._ledger import Figures, Ledger, RetryCounter
 from faults._ops import conversations
 from faults._servers import Sqld
 from storage_core import ChatStorage, RetryPolicy, make_storage
@@ -72,11 +72,15 @@ async def _scenario(server: Sqld) -> Figures:
 
 
 def test_sqld_kill_and_restart(sqld: Sqld, report: Callable[[Figures], None]) -> None:
-    figures = asyncio.run(_scenario(sqld))
+    with RetryCounter() as retries:
+        figures = asyncio.run(_scenario(sqld))
+    figures.extra["retried"] = retries.count
     report(figures)
     assert not figures.problems(), figures.line()
     assert figures.extra["ws_http_agree"], "http and ws clients read different rows"
     assert "Hung" not in figures.errors, figures.line()
+    # Errors caused by the outage must be TransientError (retried, or ambiguous).
+    assert figures.untransient() == 0, "\n".join([figures.line(), *figures.examples])
     for scheme in ("http", "ws"):
         after = [int(n) for n in str(figures.extra[f"{scheme}_acked_after_restarts"]).split(",")]
         assert all(n > 0 for n in after), (

@@ -8,6 +8,7 @@ the rest to its backend.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import time
@@ -139,7 +140,14 @@ class ChatStorage:
         await self._call("close", self._backend.close, write=False, retry=False)
 
     async def __aenter__(self) -> ChatStorage:
-        await self.initialize()
+        try:
+            await self.initialize()
+        except BaseException:
+            # ``async with`` never calls __aexit__ when __aenter__ fails, and
+            # the caller holds no reference to close: release connections here.
+            with contextlib.suppress(Exception):
+                await self.close()
+            raise
         return self
 
     async def __aexit__(

@@ -142,3 +142,22 @@ def test_retry_delays_grow_and_are_capped() -> None:
         assert 0 <= policy.delay(attempt) <= min(0.5, 0.1 * 2 ** (attempt - 1))
 
 
+
+
+class FailingInit(MemoryBackend):
+    closed = False
+
+    async def initialize(self) -> None:
+        raise StorageError("cannot connect")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+@pytest.mark.asyncio
+async def test_async_with_closes_when_initialize_fails() -> None:
+    backend = FailingInit()
+    with pytest.raises(StorageError, match="cannot connect"):
+        async with ChatStorage(backend, retry=FAST):
+            pass
+    assert backend.closed

@@ -17,7 +17,20 @@ consistency each set-up gives.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ._config import RemoteConfig, from_url
-from ._remote import LibsqlBackend
+
+if TYPE_CHECKING:
+    from ._remote import LibsqlBackend
 
 __all__ = ["LibsqlBackend", "RemoteConfig", "from_url"]
+
+
+def __getattr__(name: str) -> object:
+    # Lazy, so loading the plugin (listing backends) never imports libsql-client.
+    if name == "LibsqlBackend":
+        from ._remote import LibsqlBackend
+
+        return LibsqlBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,28 @@
+"""The conformance package's secret-hygiene probe against a token-checking sqld:
+canary tokens (wrong and right) in the URL and as ``auth_token``, over http
+and ws, through every call, tracebacks, DEBUG logs and the command line."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from storage_core_conformance.secrets import secret_leaks
+
+CANARY = "canary.eyJhIjoicncifQ.Q2FuYXJ5VG9rZW4"
+
+
+@pytest.mark.parametrize("kind", ["http_url", "ws_url"])
+def test_wrong_canary_token_never_shows(sqld_auth_server: Any, kind: str) -> None:
+    url = getattr(sqld_auth_server, kind)
+    assert secret_leaks(f"{url}?authToken={CANARY}", CANARY) == []
+    assert secret_leaks(url, CANARY, {"auth_token": CANARY}) == []
+
+
+@pytest.mark.parametrize("kind", ["http_url", "ws_url"])
+def test_right_token_never_shows(sqld_auth_server: Any, kind: str) -> None:
+    url = getattr(sqld_auth_server, kind)
+    token = sqld_auth_server.token
+    assert secret_leaks(f"{url}?authToken={token}", token) == []
+    assert secret_leaks(url, token, {"auth_token": token}) == []
