@@ -1,9 +1,9 @@
 """Scenario 1: PostgreSQL stopped and restarted while 16 tasks append.
 
-A private cluster (``initdb`` in a temp dir, a free port) is stopped twice
-while the writers run, once with ``pg_ctl stop -m fast`` (sessions ended
-cleanly) and once with ``-m immediate`` (like a crash: crash recovery on
-start), and started again a few seconds later. The writers never stop and
+A private cluster (``initdb`` in a temp dir, a free port) is stopped three times
+while the writers run, with ``pg_ctl stop -m fast`` (sessions ended
+cleanly), ``-m immediate`` (like a crash: crash recovery on start) and
+``-m fast`` again, and started again seconds later. The writers never stop and
 the ``ChatStorage`` object is never recreated: once the server is back, its
 calls must succeed again.
 """
@@ -21,9 +21,9 @@ from faults._servers import PgCluster
 from storage_core import RetryPolicy, make_storage
 
 TASKS = 16
-OUTAGES = ("fast", "immediate")
-DOWNTIME = 3.0
-RUN_BEFORE, RUN_AFTER = 1.5, 3.0
+OUTAGES = ("fast", "immediate", "fast")
+DOWNTIME = 2.5
+RUN_BEFORE, RUN_AFTER = 1.5, 2.5
 # Generous enough to outlive an outage: a call waiting for the server succeeds.
 RETRY = RetryPolicy(attempts=50, max_delay=0.5, deadline=30)
 

@@ -40,6 +40,7 @@ from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
     Statement,
     export_statement,
+    from_newest,
     import_params,
     plan_append,
     to_rows,
@@ -225,7 +226,7 @@ class LibsqlBackend:
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return to_rows(await self._writer.query("fetch_chat", sql.NEWEST, params))
+        return from_newest(await self._writer.query("fetch_chat", sql.NEWEST, params))
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
         rows = await self._lister.query("fetch_all_chats", sql.SESSION, (user_id, session_id))

@@ -37,6 +37,7 @@ from storage_core import (
 from . import sql
 from .plan import (
     export_statement,
+    from_newest,
     import_params,
     plan_append,
     to_rows,
@@ -205,12 +206,12 @@ class SqliteBackend:
             inserted = cursor.rowcount
             if plan.trim is not None:
                 await conn.execute(*plan.trim)
-            read_rows = await conn.execute_fetchall(*plan.read) if plan.read else []
+            read_rows = list(await conn.execute_fetchall(*plan.read)) if plan.read else []
         return plan.result(last_index, inserted, read_rows)
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return to_rows(await self._read("fetch_chat", sql.NEWEST, params))
+        return from_newest(await self._read("fetch_chat", sql.NEWEST, params))
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
         return to_rows(await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id)))

@@ -40,7 +40,7 @@ class AppendPlan:
         return out
 
     def result(
-        self, last_index: int | None, inserted: int, read_rows: Iterable[Sequence[Any]]
+        self, last_index: int | None, inserted: int, read_rows: Sequence[Sequence[Any]]
     ) -> AppendResult:
         """Build the result from the last index before the save, the number of
         rows inserted, and the rows of the ``read`` statement."""
@@ -55,7 +55,7 @@ class AppendPlan:
             StoredRow(req.key.agent_id, start + 1 + i, r.role, r.content, r.timestamp)
             for i, r in enumerate(rows)
         ]
-        history = to_rows(read_rows) if req.history else None
+        history = from_newest(read_rows) if req.history else None
         return AppendResult(stored=stored, history=history)
 
 
@@ -74,8 +74,13 @@ def plan_append(req: AppendRequest) -> AppendPlan:
 
 
 def to_rows(rows: Iterable[Sequence[Any]]) -> list[StoredRow]:
-    """Rows in ``sql._COLUMNS`` order -> StoredRow."""
-    return [StoredRow(str(a), int(i), str(r), str(c), int(t)) for a, i, r, c, t in rows]
+    """Rows in ``sql._COLUMNS`` order -> StoredRow (the drivers give str and int)."""
+    return [StoredRow(a, i, r, c, t) for a, i, r, c, t in rows]
+
+
+def from_newest(rows: Sequence[Sequence[Any]]) -> list[StoredRow]:
+    """Rows of ``sql.NEWEST`` (newest first) -> StoredRow, oldest first."""
+    return to_rows(reversed(rows))
 
 
 def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:

@@ -62,11 +62,12 @@ WHERE {_CONV} AND message_index <= (
     SELECT MAX(message_index) FROM conversations WHERE {_CONV}) - ?"""
 """(user, session, agent, user, session, agent, keep): keep the newest ``keep``."""
 
-NEWEST = f"""SELECT {_COLUMNS} FROM (
-    SELECT {_COLUMNS} FROM conversations WHERE {_CONV}
-    ORDER BY message_index DESC LIMIT ?)
-ORDER BY message_index"""
-"""(user, session, agent, limit): the newest ``limit`` rows (-1: all), oldest first."""
+NEWEST = f"""SELECT {_COLUMNS} FROM conversations WHERE {_CONV}
+ORDER BY message_index DESC LIMIT ?"""
+"""(user, session, agent, limit): the newest ``limit`` rows (-1: all), NEWEST FIRST.
+
+Walking the primary key backwards needs no sort; callers reverse the rows
+(``plan.from_newest``)."""
 
 SINCE = f"""SELECT {_COLUMNS} FROM conversations
 WHERE {_CONV} AND message_index > ? ORDER BY message_index"""
