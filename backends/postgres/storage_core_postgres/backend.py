@@ -32,7 +32,7 @@ from storage_core import (
 
 from .config import PostgresConfig
 from .sql import Statements
-from .translate import translate
+from .translate import connection_broken, translate
 from .wire import LiteralRunner, PreparedRunner, Runner
 
 __all__ = ["PostgresBackend"]
@@ -151,6 +151,11 @@ class PostgresBackend:
         try:
             return await action(conn)
         except Exception as exc:
+            if connection_broken(exc):
+                # Never hand a connection in a broken state to the next call
+                # (it may already be gone from the pool: nothing to do then).
+                with contextlib.suppress(Exception):
+                    conn.terminate()
             raise translate(exc, what, sent=True, write=write) from exc
         finally:
             # A failed release has already made asyncpg drop the connection.

@@ -17,7 +17,7 @@ from storage_core import (
     TransientError,
 )
 
-__all__ = ["translate"]
+__all__ = ["connection_broken", "translate"]
 
 _AUTH = frozenset({"28000", "28P01"})
 # Worth another try: connection loss, server starting or stopping, too many
@@ -72,8 +72,27 @@ def translate(exc: BaseException, what: str, *, sent: bool, write: bool) -> Stor
         return TransientError(
             f"{what}: cannot reach the server ({detail})", ambiguous=sent and write
         )
+    if isinstance(exc, asyncpg.InternalClientError):
+        # A pooled connection still busy with an earlier failure (seen around
+        # server restarts, asyncpg issue 1069). "cannot switch to state" is
+        # raised before anything is sent, so that one is never ambiguous.
+        before_send = str(exc).startswith("cannot switch to state")
+        return TransientError(
+            f"{what}: the connection is unusable ({detail})",
+            ambiguous=sent and write and not before_send,
+        )
     if isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc):
         return TransientError(f"{what}: the connection was closed ({detail})")
     if isinstance(exc, asyncpg.ClientConfigurationError):
         return ConfigurationError(f"{what}: {detail}")
     return StorageError(f"{what} failed: {detail}")
+
+
+def connection_broken(exc: BaseException) -> bool:
+    """Whether ``exc`` leaves its connection unfit for another statement."""
+    if isinstance(exc, asyncpg.PostgresError):
+        code = str(getattr(exc, "sqlstate", "") or "")
+        return code.startswith(_LOST_CLASSES) or code in _LOST
+    return isinstance(
+        exc, (asyncpg.InternalClientError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+    )
