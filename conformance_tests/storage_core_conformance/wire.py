@@ -10,8 +10,34 @@ count does not depend on timing.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-__all__ = ["RoundTripProxy"]
+from storage_core import ChatStorage
+
+__all__ = ["PUBLIC_CALLS", "PublicCall", "RoundTripProxy"]
+
+PublicCall = Callable[[ChatStorage, str], Awaitable[Any]]
+
+PUBLIC_CALLS: dict[str, PublicCall] = {
+    "save_chat_message": lambda s, u: s.save_chat_message(
+        u, "s", "a", {"role": "user", "content": "hi"}, max_history_size=100),
+    "save_chat_messages": lambda s, u: s.save_chat_messages(
+        u, "s", "a",
+        [{"role": r, "content": [{"text": "x" * 500}]} for r in ["user", "assistant"] * 25],
+        max_history_size=100),
+    "append_messages": lambda s, u: s.append_messages(
+        u, "s", "b", [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]),
+    "fetch_chat": lambda s, u: s.fetch_chat(u, "s", "a"),
+    "fetch_chat_limited": lambda s, u: s.fetch_chat(u, "s", "a", max_history_size=10),
+    "fetch_all_chats": lambda s, u: s.fetch_all_chats(u, "s"),
+    "list_sessions": lambda s, u: s.list_sessions(u),
+    "delete_session": lambda s, u: s.delete_session(u, "other"),
+    "delete_user": lambda s, u: s.delete_user(u + "-other"),
+}
+"""Every public call of ``ChatStorage`` for user ``u``, by name: what a
+round-trip test counts. A 50-message batch saved a few times first gives
+answers that span many packets."""
 
 
 class RoundTripProxy:

@@ -11,31 +11,15 @@ exchange), so those calls are warmed up once first; without them
 from __future__ import annotations
 
 import secrets
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
 from storage_core import ChatStorage, make_storage
+from storage_core_conformance.wire import PUBLIC_CALLS, PublicCall
 
-Call = Callable[[ChatStorage, str], Awaitable[Any]]
-
-CALLS: dict[str, Call] = {
-    "save_chat_message": lambda s, u: s.save_chat_message(
-        u, "s", "a", {"role": "user", "content": "hi"}, max_history_size=100),
-    "save_chat_messages": lambda s, u: s.save_chat_messages(
-        u, "s", "a",
-        [{"role": r, "content": [{"text": "x" * 500}]} for r in ["user", "assistant"] * 25],
-        max_history_size=100),
-    "append_messages": lambda s, u: s.append_messages(
-        u, "s", "b", [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}]),
-    "fetch_chat": lambda s, u: s.fetch_chat(u, "s", "a"),
-    "fetch_chat_limited": lambda s, u: s.fetch_chat(u, "s", "a", max_history_size=10),
-    "fetch_all_chats": lambda s, u: s.fetch_all_chats(u, "s"),
-    "list_sessions": lambda s, u: s.list_sessions(u),
-    "delete_session": lambda s, u: s.delete_session(u, "other"),
-    "delete_user": lambda s, u: s.delete_user(u + "-other"),
-}
+CALLS = PUBLIC_CALLS
+Call = PublicCall
 
 
 async def _count(proxy: Any, storage: ChatStorage, call: Call, user: str) -> int:
