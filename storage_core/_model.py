@@ -22,9 +22,13 @@ class Message:
     timestamp: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredMessage:
     """A message as stored: with its conversation, position and timestamp.
+
+    A fresh object on every call (changing it changes nothing stored); not
+    frozen, because reads of long histories build one per message and a
+    frozen dataclass costs three times as much to build.
 
     ``index`` is the message's ``message_index`` in its conversation: 0 for the
     first message ever stored there, one more for each message after it.

@@ -421,15 +421,11 @@ class ChatStorage:
 
     @staticmethod
     def _messages(rows: Sequence[StoredRow]) -> list[StoredMessage]:
+        # The hot loop of every read: positional arguments, tuple unpacking.
+        decode = decode_content
         return [
-            StoredMessage(
-                role=r.role,
-                content=decode_content(r.content),
-                timestamp=r.timestamp,
-                index=r.message_index,
-                agent_id=r.agent_id,
-            )
-            for r in rows
+            StoredMessage(role, decode(content), timestamp, index, agent_id)
+            for agent_id, index, role, content, timestamp in rows
         ]
 
     async def _ensure_ready(self) -> None:

@@ -10,7 +10,6 @@ import enum
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from ._limits import MAX_TIMESTAMP, Limits
 from ._model import Message
@@ -112,9 +111,8 @@ def encode_content(content: object, limits: Limits, where: str = "content") -> s
     return text
 
 
-def decode_content(text: str) -> Any:
-    """Decode content stored by :func:`encode_content` (or by the original storage)."""
-    return json.loads(text)
+decode_content = json.JSONDecoder().decode
+"""Decode content stored by :func:`encode_content` (or by the original storage)."""
 
 
 def check_timestamp(value: object, where: str) -> int | None:

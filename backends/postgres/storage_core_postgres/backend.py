@@ -63,7 +63,7 @@ async def _keep_session(conn: Any) -> None:
 
 
 def _stored_rows(rows: Sequence[tuple[Any, ...]]) -> list[StoredRow]:
-    return [StoredRow(str(a), int(i), str(r), str(c), int(t)) for a, i, r, c, t in rows]
+    return list(map(StoredRow._make, rows))
 
 
 class PostgresBackend:

@@ -48,6 +48,7 @@ from .plan import (
 __all__ = ["SqliteBackend"]
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 _OPTIONS = ("busy_timeout", "synchronous")
 
@@ -200,10 +201,18 @@ class SqliteBackend:
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request)
         async with self._transaction("append") as conn:
-            (row,) = await conn.execute_fetchall(*plan.last_index)  # one thread hop
-            last_index = row[0]
-            cursor = await conn.executemany(plan.insert_sql, plan.insert_params)
-            inserted = cursor.rowcount
+            if len(plan.insert_params) == 1 and _HAS_RETURNING:
+                # One row: the insert reports its index, one thread hop fewer.
+                returned = list(await conn.execute_fetchall(
+                    plan.insert_sql + sql.RETURNING_INDEX, plan.insert_params[0]
+                ))
+                inserted = len(returned)
+                last_index = returned[0][0] - 1 if returned else None
+            else:
+                (row,) = await conn.execute_fetchall(*plan.last_index)
+                last_index = row[0]
+                cursor = await conn.executemany(plan.insert_sql, plan.insert_params)
+                inserted = cursor.rowcount
             if plan.trim is not None:
                 await conn.execute(*plan.trim)
             read_rows = list(await conn.execute_fetchall(*plan.read)) if plan.read else []

@@ -75,7 +75,7 @@ def plan_append(req: AppendRequest) -> AppendPlan:
 
 def to_rows(rows: Iterable[Sequence[Any]]) -> list[StoredRow]:
     """Rows in ``sql._COLUMNS`` order -> StoredRow (the drivers give str and int)."""
-    return [StoredRow(a, i, r, c, t) for a, i, r, c, t in rows]
+    return list(map(StoredRow._make, rows))
 
 
 def from_newest(rows: Sequence[Sequence[Any]]) -> list[StoredRow]:

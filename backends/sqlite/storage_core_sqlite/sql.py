@@ -57,6 +57,11 @@ Used for every row of a batch: the core removes same-role neighbours from a
 batch, so only the first row can ever match the stored last role.
 """
 
+RETURNING_INDEX = "\nRETURNING message_index"
+"""Appended to INSERT_NEXT(_UNLESS_SAME_ROLE) to get the index a one-row save
+took (no row back: the role rule left it out) without reading it first;
+SQLite 3.35 and later."""
+
 TRIM = f"""DELETE FROM conversations
 WHERE {_CONV} AND message_index <= (
     SELECT MAX(message_index) FROM conversations WHERE {_CONV}) - ?"""
