@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from ._backend import (
     AppendRequest,
+    AppendResult,
     Backend,
     Capabilities,
     ConversationKey,
@@ -257,7 +258,7 @@ class ChatStorage:
 
     async def _append(
         self, key: ConversationKey, rows: list[NewRow], keep: int | None, *, history: bool
-    ) -> Any:
+    ) -> AppendResult:
         request = AppendRequest(
             key=key,
             rows=rows,

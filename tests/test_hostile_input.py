@@ -110,6 +110,15 @@ def test_every_call_round_trips_or_refuses(
                     assert row.timestamp == message["timestamp"]
             await storage.append_messages(u, session, agent, batch)
             assert len(await storage.fetch_all_chats(u, session)) == len(stored) + len(batch)
-            assert await storage.delete_user(u) == len(stored) + len(batch)
+            for message in batch[:1]:  # the single-message call, on its own agent
+                single = await storage.save_chat_message(u, session, agent + "1", message)
+                assert same(single[-1].content, message["content"])
+            total = len(stored) + len(batch) + min(len(batch), 1)
+            sessions = await storage.list_sessions(u)
+            assert [(x.session_id, x.message_count) for x in sessions] == (
+                [(session, total)] if total else []
+            )
+            assert await storage.delete_session(u, session) == total
+            assert await storage.delete_user(u) == 0
 
     asyncio.run(scenario())
