@@ -7,35 +7,19 @@ import itertools
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from storage_core import make_storage
+from storage_core_conformance.legacy import Row, write_agent_squad_database
 from storage_core_sqlite import SqliteBackend
 
 pytestmark = pytest.mark.asyncio
 
-# The DDL of agent-squad's SqlChatStorage, as it creates its table.
-ORIGINAL_DDL = (
-    """CREATE TABLE IF NOT EXISTS conversations (
-        user_id TEXT NOT NULL,
-        session_id TEXT NOT NULL,
-        agent_id TEXT NOT NULL,
-        message_index INTEGER NOT NULL,
-        role TEXT NOT NULL,
-        content TEXT NOT NULL,
-        timestamp INTEGER NOT NULL,
-        PRIMARY KEY (user_id, session_id, agent_id, message_index)
-    )""",
-    """CREATE INDEX IF NOT EXISTS idx_conversations_lookup
-        ON conversations(user_id, session_id, agent_id)""",
-)
-
 
 def write_original_database(path: Path) -> None:
     """A database as SqlChatStorage leaves it: content is json.dumps of the blocks."""
-    rows: list[tuple[Any, ...]] = [
+    rows: list[Row] = [
         ("u1", "s1", "support", 0, "user", [{"text": "hello"}], 1_700_000_000_000),
         ("u1", "s1", "support", 1, "assistant", [{"text": "hi, how can I help?"}],
          1_700_000_001_000),
@@ -44,14 +28,7 @@ def write_original_database(path: Path) -> None:
          [{"text": "sent"}, {"image": "attachment"}], 1_700_000_003_000),
         ("u2", "s9", "support", 0, "user", [{"text": "someone else"}], 1_700_000_004_000),
     ]
-    with sqlite3.connect(path) as db:
-        for statement in ORIGINAL_DDL:
-            db.execute(statement)
-        db.executemany(
-            "INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)",
-            [(u, s, a, i, r, json.dumps(c), t) for u, s, a, i, r, c, t in rows],
-        )
-    db.close()
+    write_agent_squad_database(path, rows)
 
 
 async def test_original_sqlchatstorage_database_reads_and_grows(tmp_path: Path) -> None:

@@ -12,21 +12,8 @@ from pathlib import Path
 import pytest
 
 from storage_core import ConfigurationError, make_storage
+from storage_core_conformance.legacy import Row, write_agent_squad_database
 from storage_core_sqlite import SqliteBackend
-
-ORIGINAL_DDL = """
-CREATE TABLE conversations (
-    user_id TEXT NOT NULL,
-    session_id TEXT NOT NULL,
-    agent_id TEXT NOT NULL,
-    message_index INTEGER NOT NULL,
-    role TEXT NOT NULL,
-    content TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    PRIMARY KEY (user_id, session_id, agent_id, message_index)
-);
-CREATE INDEX idx_conversations_lookup ON conversations(user_id, session_id, agent_id);
-"""
 
 
 def _pragma(path: Path, name: str) -> object:
@@ -134,15 +121,12 @@ async def test_unopenable_file_is_an_error(tmp_path: Path) -> None:
 @pytest.mark.asyncio
 async def test_reads_and_extends_an_agent_squad_database(tmp_path: Path) -> None:
     db = tmp_path / "agent_squad.db"
-    with sqlite3.connect(db) as conn:
-        conn.executescript(ORIGINAL_DDL)
-        rows = [
-            ("u", "s", "a", i, role, json.dumps([{"text": f"m{i} \u2713"}]), 1000 + i)
-            for i, role in enumerate(["user", "assistant", "user"])
-        ]
-        rows.append(("u", "s", "b", 0, "user", json.dumps([{"text": "other"}]), 999))
-        conn.executemany("INSERT INTO conversations VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
-    conn.close()
+    rows: list[Row] = [
+        ("u", "s", "a", i, role, [{"text": f"m{i} \u2713"}], 1000 + i)
+        for i, role in enumerate(["user", "assistant", "user"])
+    ]
+    rows.append(("u", "s", "b", 0, "user", [{"text": "other"}], 999))
+    write_agent_squad_database(db, rows)
     async with make_storage(f"sqlite:///{db}") as storage:
         history = await storage.fetch_chat("u", "s", "a")
         assert [(m.index, m.role, m.content, m.timestamp) for m in history] == [
