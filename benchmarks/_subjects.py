@@ -26,7 +26,28 @@ class Subject(Protocol):
     async def close(self) -> None: ...
 
 
-class Ours:
+class _ChatStorageCalls:
+    """The calls ours and the original share (same names, same arguments)."""
+
+    storage: Any
+
+    async def open(self) -> None:
+        await self.storage.initialize()
+
+    async def newest(self, conv: Conv, limit: int) -> int:
+        return len(await self.storage.fetch_chat(*conv.key, max_history_size=limit))
+
+    async def whole(self, conv: Conv) -> int:
+        return len(await self.storage.fetch_chat(*conv.key))
+
+    async def session(self, user_id: str, session_id: str) -> int:
+        return len(await self.storage.fetch_all_chats(user_id, session_id))
+
+    async def close(self) -> None:
+        await self.storage.close()
+
+
+class Ours(_ChatStorageCalls):
     """``storage_core.make_storage(url)``, called as an application would."""
 
     label = "ours"
@@ -37,9 +58,6 @@ class Ours:
         self.storage = make_storage(url, **options)
         self.append_only = append_only
         self.detail = "append_messages" if append_only else type(self.storage.backend).__name__
-
-    async def open(self) -> None:
-        await self.storage.initialize()
 
     async def save(self, conv: Conv, max_history: int | None) -> None:
         _, role = conv.take()
@@ -56,17 +74,6 @@ class Ours:
         else:
             await self.storage.save_chat_messages(*conv.key, batch)
 
-    async def newest(self, conv: Conv, limit: int) -> int:
-        return len(await self.storage.fetch_chat(*conv.key, max_history_size=limit))
-
-    async def whole(self, conv: Conv) -> int:
-        return len(await self.storage.fetch_chat(*conv.key))
-
-    async def session(self, user_id: str, session_id: str) -> int:
-        return len(await self.storage.fetch_all_chats(user_id, session_id))
-
-    async def close(self) -> None:
-        await self.storage.close()
 
 
 class Floor:
@@ -114,7 +121,7 @@ def original_available() -> str | None:
     return None
 
 
-class Original:
+class Original(_ChatStorageCalls):
     """agent-squad's ``SqlChatStorage`` (libsql-client: ``file:``, ``http://``, ``ws://``)."""
 
     label = "original"
@@ -131,9 +138,6 @@ class Original:
         self.storage: Any = SqlChatStorage(url)
         self._message: Any = ConversationMessage
 
-    async def open(self) -> None:
-        await self.storage.initialize()
-
     async def save(self, conv: Conv, max_history: int | None) -> None:
         _, role = conv.take()
         await self.storage.save_chat_message(
@@ -144,14 +148,3 @@ class Original:
         batch = [self._message(role=conv.take()[1], content=CONTENT) for _ in range(count)]
         await self.storage.save_chat_messages(*conv.key, batch)
 
-    async def newest(self, conv: Conv, limit: int) -> int:
-        return len(await self.storage.fetch_chat(*conv.key, max_history_size=limit))
-
-    async def whole(self, conv: Conv) -> int:
-        return len(await self.storage.fetch_chat(*conv.key))
-
-    async def session(self, user_id: str, session_id: str) -> int:
-        return len(await self.storage.fetch_all_chats(user_id, session_id))
-
-    async def close(self) -> None:
-        await self.storage.close()
