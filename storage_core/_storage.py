@@ -443,6 +443,13 @@ class ChatStorage:
         write: bool,
         retry: bool = True,
     ) -> T:
+        """Run a backend call under the retry policy, translating stray errors.
+
+        ``write`` marks calls that must not be repeated after an ambiguous
+        failure: appends. Deletes, prune and import are idempotent (repeating
+        one that was committed changes nothing), so they pass ``write=False``
+        and are retried like reads.
+        """
         try:
             if retry:
                 return await self._retry.run(call, what=what, write=write)
