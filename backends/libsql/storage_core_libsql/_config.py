@@ -22,7 +22,6 @@ _URL_OPTIONS = ("authToken", "tls", "primary", "replica", "replica_reads", "time
                 "max_concurrent_writes")
 _KW_OPTIONS = ("auth_token", "primary_url", "replica", "replica_reads", "timeout",
                "max_concurrent_writes")
-_FILE_URL_OPTIONS = ("busy_timeout", "synchronous")
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -73,21 +72,10 @@ def _file_backend(url: StorageURL, options: Mapping[str, Any]) -> Backend:
         path = "/" + url.path  # file:///abs/path.db
     if not path or path == "/":
         raise ConfigurationError(f"the URL {url} names no database file")
-    unknown = set(url.query) - set(_FILE_URL_OPTIONS) - {"authToken"}
-    if unknown:
-        raise ConfigurationError(
-            f"unknown file: URL option(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(_FILE_URL_OPTIONS)}"
-        )
-    timeout = url.query_value("busy_timeout") or "5000"
-    if not timeout.isdigit():
-        raise ConfigurationError(f"busy_timeout must be milliseconds, got {timeout!r}")
     from storage_core_sqlite import SqliteBackend
 
-    return SqliteBackend(
-        path,
-        busy_timeout_ms=int(timeout),
-        synchronous=(url.query_value("synchronous") or "full").lower(),
+    return SqliteBackend.with_query(
+        path, url, scheme="file: URL", ignore=frozenset({"authToken"})
     )
 
 

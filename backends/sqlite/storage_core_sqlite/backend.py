@@ -107,17 +107,26 @@ class SqliteBackend:
             )
         if not url.path:
             raise ConfigurationError(f"the SQLite URL {url} names no database file")
-        unknown = set(url.query) - set(_OPTIONS)
+        return cls.with_query(url.path, url, scheme="sqlite://")
+
+    @classmethod
+    def with_query(
+        cls, path: str, url: StorageURL, *, scheme: str, ignore: frozenset[str] = frozenset()
+    ) -> SqliteBackend:
+        """The backend for ``path`` with the URL's query options (``busy_timeout``,
+        ``synchronous``); other parameters are an error unless in ``ignore``.
+        Shared by every URL form that opens a SQLite file."""
+        unknown = set(url.query) - set(_OPTIONS) - ignore
         if unknown:
             raise ConfigurationError(
-                f"unknown sqlite:// option(s) {', '.join(sorted(unknown))}; "
+                f"unknown {scheme} option(s) {', '.join(sorted(unknown))}; "
                 f"known: {', '.join(_OPTIONS)}"
             )
         timeout = url.query_value("busy_timeout") or "5000"
         if not timeout.isdigit():
             raise ConfigurationError(f"busy_timeout must be milliseconds, got {timeout!r}")
         return cls(
-            url.path,
+            path,
             busy_timeout_ms=int(timeout),
             synchronous=(url.query_value("synchronous") or "full").lower(),
         )
