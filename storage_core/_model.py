@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from .errors import StorageError
 
 __all__ = ["Message", "SessionInfo", "StoredMessage"]
 
@@ -22,23 +26,97 @@ class Message:
     timestamp: int | None = None
 
 
-@dataclass(slots=True)
+decode_content: Callable[[str], Any] = json.JSONDecoder().decode
+"""Decode content stored as JSON text (by storage_core or the original storage)."""
+
+_MISSING: Any = object()
+
+
 class StoredMessage:
     """A message as stored: with its conversation, position and timestamp.
 
-    A fresh object on every call (changing it changes nothing stored); not
-    frozen, because reads of long histories build one per message and a
-    frozen dataclass costs three times as much to build.
-
+    A fresh object on every call (changing it changes nothing stored).
     ``index`` is the message's ``message_index`` in its conversation: 0 for the
     first message ever stored there, one more for each message after it.
+
+    Reads hand the content over as the JSON text the database returned and
+    decode it on first access of :attr:`content` (then keep the value), so a
+    call whose result is not looked at, such as the history a save returns,
+    pays for no decoding. Equality, ``repr`` and :meth:`to_dict` use the
+    decoded content.
     """
 
+    __slots__ = ("_content", "_json", "agent_id", "index", "role", "timestamp")
+    __match_args__ = ("role", "content", "timestamp", "index", "agent_id")
+    __hash__ = None  # type: ignore[assignment]  # mutable, like a non-frozen dataclass
+
     role: str
-    content: Any
     timestamp: int
     index: int
     agent_id: str
+
+    def __init__(
+        self, role: str, content: Any, timestamp: int, index: int, agent_id: str
+    ) -> None:
+        self.role = role
+        self._content = content
+        self._json: str | None = None
+        self.timestamp = timestamp
+        self.index = index
+        self.agent_id = agent_id
+
+    @classmethod
+    def from_json(
+        cls, role: str, content_json: str, timestamp: int, index: int, agent_id: str
+    ) -> StoredMessage:
+        """A message whose content is the JSON text ``content_json``, decoded
+        when :attr:`content` is first read."""
+        message = cls(role, _MISSING, timestamp, index, agent_id)
+        message._json = content_json
+        return message
+
+    @property
+    def content(self) -> Any:
+        """The content: any JSON value, usually a list of content blocks.
+
+        Raises :class:`~storage_core.errors.StorageError` if the stored text is
+        not valid JSON (a row written by something else than storage_core).
+        """
+        text = self._json
+        if text is not None:
+            try:
+                self._content = decode_content(text)
+            except ValueError as exc:
+                raise StorageError(
+                    f"message {self.index} of agent {self.agent_id!r} holds content "
+                    f"that is not valid JSON ({exc})"
+                ) from None
+            self._json = None
+        return self._content
+
+    @content.setter
+    def content(self, value: Any) -> None:
+        self._content = value
+        self._json = None
+
+    def _fields(self) -> tuple[str, Any, int, int, str]:
+        return (self.role, self.content, self.timestamp, self.index, self.agent_id)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, StoredMessage)
+        return self._fields() == other._fields()
+
+    def __repr__(self) -> str:
+        role, content, timestamp, index, agent_id = self._fields()
+        return (
+            f"StoredMessage(role={role!r}, content={content!r}, timestamp={timestamp!r}, "
+            f"index={index!r}, agent_id={agent_id!r})"
+        )
+
+    def __reduce__(self) -> tuple[type[StoredMessage], tuple[str, Any, int, int, str]]:
+        return (StoredMessage, self._fields())
 
     def to_dict(self) -> dict[str, Any]:
         """The message as a plain dict (``role``, ``content``, ``timestamp``, ...)."""

@@ -422,10 +422,10 @@ class ChatStorage:
 
     @staticmethod
     def _messages(rows: Sequence[StoredRow]) -> list[StoredMessage]:
-        # The hot loop of every read: positional arguments, tuple unpacking.
-        decode = decode_content
+        # The hot loop of every read: content stays JSON text until it is read.
+        lazy = StoredMessage.from_json
         return [
-            StoredMessage(role, decode(content), timestamp, index, agent_id)
+            lazy(role, content, timestamp, index, agent_id)
             for agent_id, index, role, content, timestamp in rows
         ]
 

@@ -10,9 +10,10 @@ import enum
 import json
 import math
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from ._limits import MAX_TIMESTAMP, Limits
-from ._model import Message
+from ._model import Message, decode_content
 from .errors import ValidationError
 
 __all__ = [
@@ -64,8 +65,36 @@ def check_max_history_size(value: object) -> int | None:
     return value
 
 
+def _plain_json(value: object) -> bool:
+    """True when ``value`` is built of exactly dict, list, str, int, float
+    (finite), bool and None: the common case, checked without building the
+    paths that :func:`_check_json_value` needs for its error messages."""
+    stack: list[Any] = [value]
+    pop, push, isfinite = stack.pop, stack.extend, math.isfinite
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str or kind is int or kind is bool or item is None:
+            continue
+        if kind is float:
+            if not isfinite(item):
+                return False
+        elif kind is list:
+            push(item)
+        elif kind is dict:
+            for key in item:
+                if type(key) is not str:
+                    return False
+            push(item.values())
+        else:
+            return False
+    return True
+
+
 def _check_json_value(value: object, where: str) -> None:
     """Refuse anything that would not come back from JSON exactly as given."""
+    if _plain_json(value):
+        return
     stack: list[tuple[object, str]] = [(value, where)]
     while stack:
         item, path = stack.pop()
@@ -109,10 +138,6 @@ def encode_content(content: object, limits: Limits, where: str = "content") -> s
             f"{where} is {size} bytes as JSON; the limit is {limits.max_content_bytes}"
         )
     return text
-
-
-decode_content = json.JSONDecoder().decode
-"""Decode content stored by :func:`encode_content` (or by the original storage)."""
 
 
 def check_timestamp(value: object, where: str) -> int | None:
