@@ -6,16 +6,17 @@ check, the index and the trim all see the latest committed state. Several
 processes on one file queue on SQLite's lock (busy timeout), and a busy error
 that outlasts it is a ``TransientError`` the core retries. A second connection
 serves reads without waiting for writers (WAL). aiosqlite runs every call on
-its own thread, so the event loop never waits on file I/O.
+its own thread, so the event loop never waits on file I/O; a whole write
+transaction is one call there (:mod:`storage_core_sqlite.thread`), so a save
+costs one trip to the thread, as a single ``execute`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 import aiosqlite
 
@@ -36,6 +37,7 @@ from storage_core import (
 
 from . import sql
 from .plan import (
+    AppendPlan,
     export_statement,
     from_newest,
     import_params,
@@ -44,8 +46,11 @@ from .plan import (
     to_sessions,
     to_table_rows,
 )
+from .thread import check_aiosqlite, on_thread, transaction
 
 __all__ = ["SqliteBackend"]
+
+T = TypeVar("T")
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 _HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
@@ -151,6 +156,7 @@ class SqliteBackend:
             raise ClosedError("the SQLite backend is closed")
         if self._writer is not None:
             return
+        check_aiosqlite()
         writer = await self._connect()
         try:
             if not self.in_memory:
@@ -179,21 +185,17 @@ class SqliteBackend:
                               else "the SQLite backend is not initialized")
         return which
 
-    @asynccontextmanager
-    async def _transaction(self, what: str) -> AsyncIterator[aiosqlite.Connection]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` on the writer; rolls back on any error."""
+    async def _write(
+        self, what: str, work: Callable[[sqlite3.Connection], T]
+    ) -> T:
+        """Run ``work`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` on the writer's
+        thread, as one call there; rolled back on any error."""
         async with self._write_lock:
             conn = self._conn(self._writer)
             try:
-                await conn.execute("BEGIN IMMEDIATE")
-                yield conn
-                await conn.execute("COMMIT")
-            except BaseException as exc:
-                if conn.in_transaction:
-                    await conn.rollback()
-                if isinstance(exc, sqlite3.Error):
-                    raise translate(exc, what) from exc
-                raise
+                return await on_thread(conn, transaction, work)
+            except sqlite3.Error as exc:
+                raise translate(exc, what) from exc
 
     async def _read(self, what: str, statement: str, params: Sequence[Any]) -> list[Any]:
         conn = self._conn(self._reader)
@@ -209,22 +211,9 @@ class SqliteBackend:
 
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request)
-        async with self._transaction("append") as conn:
-            if len(plan.insert_params) == 1 and _HAS_RETURNING:
-                # One row: the insert reports its index, one thread hop fewer.
-                returned = list(await conn.execute_fetchall(
-                    plan.insert_sql + sql.RETURNING_INDEX, plan.insert_params[0]
-                ))
-                inserted = len(returned)
-                last_index = returned[0][0] - 1 if returned else None
-            else:
-                (row,) = await conn.execute_fetchall(*plan.last_index)
-                last_index = row[0]
-                cursor = await conn.executemany(plan.insert_sql, plan.insert_params)
-                inserted = cursor.rowcount
-            if plan.trim is not None:
-                await conn.execute(*plan.trim)
-            read_rows = list(await conn.execute_fetchall(*plan.read)) if plan.read else []
+        last_index, inserted, read_rows = await self._write(
+            "append", lambda db: _run_append(db, plan)
+        )
         return plan.result(last_index, inserted, read_rows)
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
@@ -238,9 +227,7 @@ class SqliteBackend:
         return to_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
 
     async def _delete(self, what: str, statement: str, params: tuple[Any, ...]) -> int:
-        async with self._transaction(what) as conn:
-            cursor = await conn.execute(statement, params)
-            return cursor.rowcount
+        return await self._write(what, lambda db: db.execute(statement, params).rowcount)
 
     async def delete_session(self, user_id: str, session_id: str) -> int:
         return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id))
@@ -255,10 +242,14 @@ class SqliteBackend:
         return to_table_rows(await self._read("export", statement, params))
 
     async def import_rows(self, rows: Sequence[TableRow]) -> int:
-        async with self._transaction("import") as conn:
-            before = conn.total_changes
-            await conn.executemany(sql.IMPORT, import_params(rows))
-            return conn.total_changes - before
+        params = import_params(rows)
+
+        def insert(db: sqlite3.Connection) -> int:
+            before = db.total_changes
+            db.executemany(sql.IMPORT, params)
+            return db.total_changes - before
+
+        return await self._write("import", insert)
 
     async def prune(self, before_timestamp: int) -> int:
         return await self._delete("prune", sql.PRUNE, (before_timestamp,))
@@ -273,3 +264,21 @@ class SqliteBackend:
             "indexes": [str(row[0]) for row in indexes],
             "server": f"SQLite {sqlite3.sqlite_version} (file {self.path})",
         }
+
+
+def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> tuple[int | None, int, list[Any]]:
+    """The statements of one save, inside the caller's transaction: the last
+    index before the save, the number of rows inserted, the rows read back."""
+    if len(plan.insert_params) == 1 and _HAS_RETURNING:
+        # One row: the insert reports its index (none: the role rule left it out).
+        returned = db.execute(plan.insert_sql + sql.RETURNING_INDEX, plan.insert_params[0])
+        indexes = returned.fetchall()
+        inserted = len(indexes)
+        last_index = indexes[0][0] - 1 if indexes else None
+    else:
+        last_index = db.execute(*plan.last_index).fetchone()[0]
+        inserted = db.executemany(plan.insert_sql, plan.insert_params).rowcount
+    if plan.trim is not None:
+        db.execute(*plan.trim)
+    read_rows = db.execute(*plan.read).fetchall() if plan.read is not None else []
+    return last_index, inserted, read_rows

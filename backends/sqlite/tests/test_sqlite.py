@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import sqlite3
@@ -180,3 +181,74 @@ async def test_large_save_does_not_block_the_event_loop(tmp_path: Path) -> None:
     assert max(gaps) < elapsed / 3, (
         f"the loop stalled for {max(gaps):.3f}s of {elapsed:.3f}s of saving")
     assert len(ticks) > 10
+
+
+def _count_trips(backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record every call aiosqlite queues on the writer's and reader's threads."""
+    trips: list[str] = []
+    for conn in {id(c): c for c in (backend._writer, backend._reader) if c}.values():
+        queue = conn._execute
+
+        async def counted(fn: object, *args: object, _queue: object = queue) -> object:
+            trips.append(getattr(fn, "__name__", repr(fn)))
+            return await _queue(fn, *args)  # type: ignore[operator]
+
+        monkeypatch.setattr(conn, "_execute", counted)
+    return trips
+
+
+@pytest.mark.asyncio
+async def test_every_call_is_one_trip_to_the_database_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = {"role": "user", "content": [{"text": "hi"}]}
+    async with make_storage(f"sqlite:///{tmp_path / 'chat.db'}") as storage:
+        backend = storage.backend
+        assert isinstance(backend, SqliteBackend)
+        trips = _count_trips(backend, monkeypatch)
+        calls = {
+            "save_chat_message": storage.save_chat_message("u", "s", "a", message, 50),
+            "save_chat_messages": storage.save_chat_messages(
+                "u", "s", "a", [{"role": "assistant", "content": "x"}, message]
+            ),
+            "append_messages": storage.append_messages("u", "s", "b", [message]),
+            "fetch_chat": storage.fetch_chat("u", "s", "a", 20),
+            "fetch_all_chats": storage.fetch_all_chats("u", "s"),
+            "list_sessions": storage.list_sessions("u"),
+            "delete_session": storage.delete_session("u", "s"),
+            "delete_user": storage.delete_user("u"),
+        }
+        for name, call in calls.items():
+            before = len(trips)
+            await call
+            assert len(trips) - before == 1, f"{name}: {trips[before:]}"
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_save_is_all_or_nothing(tmp_path: Path) -> None:
+    async with make_storage(f"sqlite:///{tmp_path / 'chat.db'}") as storage:
+        batch = [{"role": ("user", "assistant")[i % 2], "content": "x" * 1000} for i in range(500)]
+        for delay in (0, 0.0005, 0.002, 0.01):
+            task = asyncio.create_task(storage.append_messages("u", "s", f"a{delay}", batch))
+            await asyncio.sleep(delay)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            stored = await storage.fetch_chat("u", "s", f"a{delay}")
+            assert len(stored) in (0, 500)
+        # The writer is left usable, with no transaction open.
+        await storage.save_chat_message("u", "s", "after", {"role": "user", "content": "ok"})
+        backend = storage.backend
+        assert isinstance(backend, SqliteBackend) and backend._writer is not None
+        assert not backend._writer.in_transaction
+
+
+def test_missing_aiosqlite_internals_are_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import aiosqlite
+
+    from storage_core_sqlite.thread import check_aiosqlite
+
+    check_aiosqlite()
+    monkeypatch.delattr(aiosqlite.Connection, "_execute")
+    with pytest.raises(ConfigurationError, match=r"aiosqlite>=0.20,<0.23"):
+        check_aiosqlite()
