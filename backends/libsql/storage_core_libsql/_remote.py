@@ -216,11 +216,15 @@ class LibsqlBackend:
         plan = plan_append(request)
         statements = [(sql.TAKE_WRITE_LOCK, ()), *plan.statements()]
         results = await self._writer.batch("append", statements, write=True)
-        # results: lock, last index, one per insert, [trim], [read]
-        last_row = results[1].rows
-        last_index = last_row[0][0] if last_row else None
-        inserts = results[2 : 2 + len(plan.insert_params)]
-        inserted = sum(r.rows_affected for r in inserts)
+        # results: lock, then either the returning insert, or last index and
+        # one per insert; then [trim], [read]
+        if plan.single:
+            last_index, inserted = plan.index_returned(results[1].rows)
+        else:
+            last_row = results[1].rows
+            last_index = last_row[0][0] if last_row else None
+            inserts = results[2 : 2 + len(plan.insert_params)]
+            inserted = sum(r.rows_affected for r in inserts)
         read_rows = results[-1].rows if plan.read is not None else []
         return plan.result(last_index, inserted, read_rows)
 

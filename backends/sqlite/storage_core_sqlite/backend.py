@@ -53,7 +53,6 @@ __all__ = ["SqliteBackend"]
 T = TypeVar("T")
 
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
-_HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
 _SYNCHRONOUS = ("off", "normal", "full", "extra")
 _OPTIONS = ("busy_timeout", "synchronous")
 
@@ -269,15 +268,12 @@ class SqliteBackend:
 def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> tuple[int | None, int, list[Any]]:
     """The statements of one save, inside the caller's transaction: the last
     index before the save, the number of rows inserted, the rows read back."""
-    if len(plan.insert_params) == 1 and _HAS_RETURNING:
-        # One row: the insert reports its index (none: the role rule left it out).
-        returned = db.execute(plan.insert_sql + sql.RETURNING_INDEX, plan.insert_params[0])
-        indexes = returned.fetchall()
-        inserted = len(indexes)
-        last_index = indexes[0][0] - 1 if indexes else None
+    if plan.single:
+        last_index, inserted = plan.index_returned(db.execute(*plan.returning_insert()).fetchall())
     else:
-        last_index = db.execute(*plan.last_index).fetchone()[0]
-        inserted = db.executemany(plan.insert_sql, plan.insert_params).rowcount
+        # A batch: the last row once, then plain inserts at known indexes.
+        last_index, params = plan.rows_after(db.execute(sql.LAST_ROW, plan.conversation).fetchone())
+        inserted = db.executemany(sql.INSERT_AT, params).rowcount
     if plan.trim is not None:
         db.execute(*plan.trim)
     read_rows = db.execute(*plan.read).fetchall() if plan.read is not None else []

@@ -29,15 +29,61 @@ class AppendPlan:
     trim: Statement | None
     read: Statement | None
 
+    @property
+    def conversation(self) -> tuple[str, str, str]:
+        """(user, session, agent): the parameters of ``sql.LAST_ROW``."""
+        k = self.request.key
+        return (k.user_id, k.session_id, k.agent_id)
+
+    @property
+    def single(self) -> bool:
+        """One row to insert: its ``INSERT ... RETURNING`` (:meth:`returning_insert`)
+        reports the index it took, so no ``last_index`` statement is needed."""
+        return len(self.insert_params) == 1 and sql.HAS_RETURNING
+
+    def returning_insert(self) -> Statement:
+        """The one insert of a :attr:`single` plan, returning its index: no
+        row back means the role rule left the row out."""
+        return (self.insert_sql + sql.RETURNING_INDEX, self.insert_params[0])
+
     def statements(self) -> list[Statement]:
-        """Every statement, one insert per row (for a remote batch)."""
-        out = [self.last_index]
-        out += [(self.insert_sql, p) for p in self.insert_params]
+        """Every statement, one insert per row (for a remote batch): the
+        :meth:`returning_insert` alone for a :attr:`single` plan, else
+        ``last_index`` and the inserts; then trim and read if any."""
+        if self.single:
+            out = [self.returning_insert()]
+        else:
+            out = [self.last_index, *((self.insert_sql, p) for p in self.insert_params)]
         if self.trim is not None:
             out.append(self.trim)
         if self.read is not None:
             out.append(self.read)
         return out
+
+    def rows_after(self, last: Sequence[Any] | None) -> tuple[int | None, list[tuple[Any, ...]]]:
+        """For an engine holding the write lock that has read ``sql.LAST_ROW``
+        (``last``: its row, or None): the last index before the save, and the
+        parameters of ``sql.INSERT_AT`` for every row to store."""
+        req = self.request
+        rows = list(req.rows)
+        last_index = None if last is None else int(last[0])
+        if last is not None and req.skip_same_role and rows and last[1] == rows[0].role:
+            rows = rows[1:]
+        user, session, agent = self.conversation
+        start = -1 if last_index is None else last_index
+        params = [
+            (user, session, agent, start + 1 + i, r.role, r.content, r.timestamp)
+            for i, r in enumerate(rows)
+        ]
+        return last_index, params
+
+    @staticmethod
+    def index_returned(rows: Sequence[Sequence[Any]]) -> tuple[int | None, int]:
+        """(last index before the save, rows inserted) from the rows of
+        :meth:`returning_insert`."""
+        if not rows:
+            return None, 0
+        return int(rows[0][0]) - 1, 1
 
     def result(
         self, last_index: int | None, inserted: int, read_rows: Sequence[Sequence[Any]]

@@ -7,6 +7,8 @@ are positional (``?``) in the order each docstring gives.
 
 from __future__ import annotations
 
+import sqlite3
+
 SCHEMA_VERSION = 1
 
 # The table and index of agent-squad's SqlChatStorage, unchanged, so its
@@ -39,6 +41,16 @@ _COLUMNS = "agent_id, message_index, role, content, timestamp"
 LAST_INDEX = f"SELECT MAX(message_index) FROM conversations WHERE {_CONV}"
 """(user, session, agent) -> one row: the highest index, or NULL."""
 
+LAST_ROW = f"""SELECT message_index, role FROM conversations WHERE {_CONV}
+ORDER BY message_index DESC LIMIT 1"""
+"""(user, session, agent) -> the last row's index and role; no row if empty."""
+
+INSERT_AT = """INSERT INTO conversations
+    (user_id, session_id, agent_id, message_index, role, content, timestamp)
+VALUES (?, ?, ?, ?, ?, ?, ?)"""
+"""(user, session, agent, index, role, content, timestamp): a row at a known
+index (a batch, inside a transaction that read ``LAST_ROW`` under the write lock)."""
+
 INSERT_NEXT = """INSERT INTO conversations
     (user_id, session_id, agent_id, message_index, role, content, timestamp)
 SELECT ?1, ?2, ?3,
@@ -56,6 +68,10 @@ WHERE (SELECT role FROM conversations
 Used for every row of a batch: the core removes same-role neighbours from a
 batch, so only the first row can ever match the stored last role.
 """
+
+HAS_RETURNING = sqlite3.sqlite_version_info >= (3, 35)
+"""The SQLite linked into Python has ``RETURNING`` (3.35 and later; libSQL
+servers are newer still)."""
 
 RETURNING_INDEX = "\nRETURNING message_index"
 """Appended to INSERT_NEXT(_UNLESS_SAME_ROLE) to get the index a one-row save
