@@ -28,7 +28,7 @@ from ._backend import (
     TableTools,
 )
 from ._limits import Limits
-from ._model import Message, SessionInfo, StoredMessage
+from ._model import Message, SessionInfo, StoredMessage, messages_from_rows
 from ._retry import RetryPolicy
 from ._rules import (
     TRIM_MODES,
@@ -422,12 +422,7 @@ class ChatStorage:
 
     @staticmethod
     def _messages(rows: Sequence[StoredRow]) -> list[StoredMessage]:
-        # The hot loop of every read: content stays JSON text until it is read.
-        lazy = StoredMessage.from_json
-        return [
-            lazy(role, content, timestamp, index, agent_id)
-            for agent_id, index, role, content, timestamp in rows
-        ]
+        return messages_from_rows(rows)
 
     async def _ensure_ready(self) -> None:
         if self._closed:

@@ -65,10 +65,16 @@ def check_max_history_size(value: object) -> int | None:
     return value
 
 
-def _plain_json(value: object) -> bool:
-    """True when ``value`` is built of exactly dict, list, str, int, float
-    (finite), bool and None: the common case, checked without building the
-    paths that :func:`_check_json_value` needs for its error messages."""
+_PLAIN, _CHECK, _TOO_BIG = 0, 1, 2
+_MAX_DEPTH = 500  # the error paths of deeper content are not worth building
+
+
+def _plain_json(value: object, budget: int) -> int:
+    """``_PLAIN`` when ``value`` is built of exactly dict, list, str, int,
+    float (finite), bool and None, with at most ``budget`` values in all: the
+    common case, checked without building the paths that
+    :func:`_check_json_value` needs for its error messages. ``_TOO_BIG`` past
+    the budget, ``_CHECK`` for anything else."""
     stack: list[Any] = [value]
     pop, push, isfinite = stack.pop, stack.extend, math.isfinite
     while stack:
@@ -78,26 +84,41 @@ def _plain_json(value: object) -> bool:
             continue
         if kind is float:
             if not isfinite(item):
-                return False
+                return _CHECK
         elif kind is list:
+            budget -= len(item)
             push(item)
         elif kind is dict:
             for key in item:
                 if type(key) is not str:
-                    return False
+                    return _CHECK
+            budget -= len(item)
             push(item.values())
         else:
-            return False
-    return True
+            return _CHECK
+        if budget < 0:
+            return _TOO_BIG
+    return _PLAIN
 
 
-def _check_json_value(value: object, where: str) -> None:
-    """Refuse anything that would not come back from JSON exactly as given."""
-    if _plain_json(value):
+def _check_json_value(value: object, where: str, limits: Limits) -> None:
+    """Refuse anything that would not come back from JSON exactly as given.
+
+    Every JSON value takes at least one byte, so content with more values
+    than the size limit has bytes is refused before it is encoded: that also
+    ends the walk of a list or dict that contains itself.
+    """
+    verdict = _plain_json(value, limits.max_content_bytes)
+    if verdict == _PLAIN:
         return
-    stack: list[tuple[object, str]] = [(value, where)]
+    if verdict == _TOO_BIG:
+        raise ValidationError(
+            f"{where} holds more values than its size limit of {limits.max_content_bytes}"
+            " bytes allows, or contains itself"
+        )
+    stack: list[tuple[object, str, int]] = [(value, where, 0)]
     while stack:
-        item, path = stack.pop()
+        item, path, depth = stack.pop()
         if item is None or isinstance(item, (str, bool)):
             continue
         if isinstance(item, int):
@@ -108,8 +129,10 @@ def _check_json_value(value: object, where: str) -> None:
             if not math.isfinite(item):
                 raise ValidationError(f"{path} is {item!r}; JSON has no NaN or Infinity")
             continue
+        if depth >= _MAX_DEPTH and isinstance(item, (list, dict)):
+            raise ValidationError(f"{where} is nested too deeply to store as JSON")
         if isinstance(item, list):
-            stack.extend((v, f"{path}[{i}]") for i, v in enumerate(item))
+            stack.extend((v, f"{path}[{i}]", depth + 1) for i, v in enumerate(item))
             continue
         if isinstance(item, dict):
             for key, v in item.items():
@@ -117,7 +140,7 @@ def _check_json_value(value: object, where: str) -> None:
                     raise ValidationError(
                         f"{path} has a key of type {type(key).__name__}; JSON keys are strings"
                     )
-                stack.append((v, f"{path}[{key!r}]"))
+                stack.append((v, f"{path}[{key!r}]", depth + 1))
             continue
         raise ValidationError(
             f"{path} is a {type(item).__name__}, which is not JSON "
@@ -127,12 +150,20 @@ def _check_json_value(value: object, where: str) -> None:
 
 def encode_content(content: object, limits: Limits, where: str = "content") -> str:
     """Encode message content as compact UTF-8 JSON text, enforcing the size limit."""
-    _check_json_value(content, where)
-    text = _encoder.encode(content)
+    _check_json_value(content, where, limits)
     try:
-        size = len(text.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise ValidationError(f"{where} is not valid Unicode (lone surrogate)") from None
+        text = _encoder.encode(content)
+    except RecursionError:
+        raise ValidationError(
+            f"{where} is nested too deeply to store as JSON"
+        ) from None
+    if text.isascii():
+        size = len(text)
+    else:
+        try:
+            size = len(text.encode("utf-8"))
+        except UnicodeEncodeError:
+            raise ValidationError(f"{where} is not valid Unicode (lone surrogate)") from None
     if size > limits.max_content_bytes:
         raise ValidationError(
             f"{where} is {size} bytes as JSON; the limit is {limits.max_content_bytes}"

@@ -49,6 +49,34 @@ def test_bad_content(content: object, words: str) -> None:
         encode_content(content, LIMITS)
 
 
+def _contains_itself() -> list[object]:
+    loop: list[object] = [1]
+    loop.append({"again": loop})
+    return loop
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        (_contains_itself(), "contains itself"),
+        ({"a": [math.nan, _contains_itself()]}, "contains itself"),
+        ([[0]] * 600, "more values than its size limit of 1000 bytes"),
+    ],
+)
+def test_content_that_cannot_be_json_fails_fast(content: object, words: str) -> None:
+    with pytest.raises(ValidationError, match=words):
+        encode_content(content, Limits(max_content_bytes=1000 if "1000" in words else 2**22))
+
+
+@pytest.mark.parametrize("leaf", [None, math.nan, (1,)], ids=["plain", "nan", "tuple"])
+def test_content_nested_deeper_than_the_encoder_goes_is_refused(leaf: object) -> None:
+    value: object = [leaf]
+    for _ in range(5_000):
+        value = [value]
+    with pytest.raises(ValidationError, match="nested too deeply"):
+        encode_content(value, Limits())
+
+
 def test_content_round_trip_keeps_unicode() -> None:
     content = [{"text": "héllo 👋 مرحبا \x01 \x00"}, 1, 2.5, None, True, {"n": -0.0}]
     text = encode_content(content, LIMITS)
