@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from storage_core import Limits, Message, ValidationError
+from storage_core import Limits, Message, ValidationError, _validate
 from storage_core._validate import (
     check_id,
     check_max_history_size,
@@ -13,6 +13,17 @@ from storage_core._validate import (
 )
 
 LIMITS = Limits(max_content_bytes=1000, max_id_length=10, max_batch_size=3)
+
+
+@pytest.fixture(params=["orjson", "stdlib"], autouse=True)
+def encoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with orjson encoding content and with the standard
+    library alone (as on an interpreter without orjson): same results."""
+    if request.param == "stdlib":
+        monkeypatch.setattr(_validate, "_fast_dumps", None)
+    elif _validate._fast_dumps is None:
+        pytest.skip("orjson is not installed")
+    return str(request.param)
 
 
 @pytest.mark.parametrize(
@@ -75,6 +86,17 @@ def test_content_nested_deeper_than_the_encoder_goes_is_refused(leaf: object) ->
         value = [value]
     with pytest.raises(ValidationError, match="nested too deeply"):
         encode_content(value, Limits())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [2**70, -(2**64), [1e-7, 1e300, -0.0, 5e-324], {"deep": [[[[[[[[[[[]]]]]]]]]]]}, "x" * 999 + "é"],
+)
+def test_content_round_trips_exactly_whichever_encoder(content: object) -> None:
+    text = encode_content(content, Limits())
+    back = decode_content(text)
+    assert back == content and type(back) is type(content)
+    assert repr(back) == repr(content)
 
 
 def test_content_round_trip_keeps_unicode() -> None:
