@@ -90,7 +90,13 @@ def test_content_nested_deeper_than_the_encoder_goes_is_refused(leaf: object) ->
 
 @pytest.mark.parametrize(
     "content",
-    [2**70, -(2**64), [1e-7, 1e300, -0.0, 5e-324], {"deep": [[[[[[[[[[[]]]]]]]]]]]}, "x" * 999 + "é"],
+    [
+        2**70,
+        -(2**64),
+        [1e-7, 1e300, -0.0, 5e-324],
+        {"deep": [[[[[[[[[[[]]]]]]]]]]]},
+        "x" * 999 + "é",
+    ],
 )
 def test_content_round_trips_exactly_whichever_encoder(content: object) -> None:
     text = encode_content(content, Limits())
