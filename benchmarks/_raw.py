@@ -8,6 +8,7 @@ seed conversations with H messages in one server-side statement.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from ._data import CONTENT_JSON, Conv
@@ -52,7 +53,7 @@ class RawDriver(Protocol):
     async def seed(self, conv: Conv, count: int, ts0: int, step: int = 1) -> None: ...
     async def insert_one(self, conv: Conv, row: Row) -> None: ...
     async def insert_many(self, conv: Conv, rows: list[Row]) -> None: ...
-    async def newest(self, conv: Conv, limit: int) -> int: ...
+    async def newest(self, conv: Conv, limit: int) -> Sequence[Any]: ...
     async def whole(self, conv: Conv) -> int: ...
     async def session(self, user_id: str, session_id: str) -> int: ...
 
@@ -93,8 +94,8 @@ class AiosqliteRaw:
         await self._conn.executemany(_SQLITE_INSERT, [(*conv.key, *r) for r in rows])
         await self._conn.execute("COMMIT")
 
-    async def newest(self, conv: Conv, limit: int) -> int:
-        return len(await self._conn.execute_fetchall(_SQLITE_NEWEST, (*conv.key, limit)))
+    async def newest(self, conv: Conv, limit: int) -> Sequence[Any]:
+        return list(await self._conn.execute_fetchall(_SQLITE_NEWEST, (*conv.key, limit)))
 
     async def whole(self, conv: Conv) -> int:
         return len(await self._conn.execute_fetchall(_SQLITE_WHOLE, conv.key))
@@ -139,8 +140,8 @@ class LibsqlRaw:
             [libsql_client.Statement(_SQLITE_INSERT, [*conv.key, *r]) for r in rows]
         )
 
-    async def newest(self, conv: Conv, limit: int) -> int:
-        return len((await self._client.execute(_SQLITE_NEWEST, [*conv.key, limit])).rows)
+    async def newest(self, conv: Conv, limit: int) -> Sequence[Any]:
+        return list((await self._client.execute(_SQLITE_NEWEST, [*conv.key, limit])).rows)
 
     async def whole(self, conv: Conv) -> int:
         return len((await self._client.execute(_SQLITE_WHOLE, list(conv.key))).rows)
@@ -189,8 +190,8 @@ class AsyncpgRaw:
         # asyncpg's executemany is atomic on its own (one pipelined round trip).
         await self._db.executemany(_PG_INSERT, [(*conv.key, *r) for r in rows])
 
-    async def newest(self, conv: Conv, limit: int) -> int:
-        return len(await self._db.fetch(_PG_NEWEST, *conv.key, limit))
+    async def newest(self, conv: Conv, limit: int) -> Sequence[Any]:
+        return list(await self._db.fetch(_PG_NEWEST, *conv.key, limit))
 
     async def whole(self, conv: Conv) -> int:
         return len(await self._db.fetch(_PG_WHOLE, *conv.key))

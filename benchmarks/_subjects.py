@@ -6,6 +6,7 @@ workloads run them side by side on one target.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 from ._data import CONTENT, CONTENT_JSON, Conv, now_ms
@@ -21,6 +22,7 @@ class Subject(Protocol):
     async def save(self, conv: Conv, max_history: int | None) -> None: ...
     async def save_batch(self, conv: Conv, count: int) -> None: ...
     async def newest(self, conv: Conv, limit: int) -> int: ...
+    async def newest_read(self, conv: Conv, limit: int) -> int: ...
     async def whole(self, conv: Conv) -> int: ...
     async def session(self, user_id: str, session_id: str) -> int: ...
     async def close(self) -> None: ...
@@ -36,6 +38,11 @@ class _ChatStorageCalls:
 
     async def newest(self, conv: Conv, limit: int) -> int:
         return len(await self.storage.fetch_chat(*conv.key, max_history_size=limit))
+
+    async def newest_read(self, conv: Conv, limit: int) -> int:
+        """``newest``, then every message's content read (ours decodes it then)."""
+        messages = await self.storage.fetch_chat(*conv.key, max_history_size=limit)
+        return sum(1 for m in messages if m.content is not None)
 
     async def whole(self, conv: Conv) -> int:
         return len(await self.storage.fetch_chat(*conv.key))
@@ -98,7 +105,12 @@ class Floor:
         await self.raw.insert_many(conv, rows)
 
     async def newest(self, conv: Conv, limit: int) -> int:
-        return await self.raw.newest(conv, limit)
+        return len(await self.raw.newest(conv, limit))
+
+    async def newest_read(self, conv: Conv, limit: int) -> int:
+        """``newest`` with every row's content decoded (``json.loads``)."""
+        rows = await self.raw.newest(conv, limit)
+        return sum(1 for row in rows if json.loads(row[3]) is not None)
 
     async def whole(self, conv: Conv) -> int:
         return await self.raw.whole(conv)

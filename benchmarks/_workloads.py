@@ -127,6 +127,16 @@ async def _w2(t: Target, subjects: list[Subject], seeder: RawDriver, cfg: Config
         }
         log.info("%s W2 newest 20 of %d", t.name, h)
         results += await _latency(t.name, "W2", f"fetch newest 20, H={h:,}", ops, cfg)
+    # Reads hand content over undecoded until it is looked at; here every
+    # message's content is read, and the floor decodes every row with json.loads.
+    h = 1_000 if 1_000 in cfg.histories else cfg.histories[-1]
+    conv = Conv("w2", f"newest-read-h{h}", "agent")
+    await seeder.seed(conv, h, now_ms() - h)
+    ops = {s.label: (s, (lambda s=s, c=conv: s.newest_read(c, 20))) for s in subjects}  # type: ignore[misc]
+    log.info("%s W2 newest 20 of %d, content read", t.name, h)
+    results += await _latency(
+        t.name, "W2", f"fetch newest 20, H={h:,}, every content read", ops, cfg
+    )
     whole = Conv("w2", "whole", "agent")
     await seeder.seed(whole, 1_000, now_ms() - 1_000)
     ops = {s.label: (s, (lambda s=s: s.whole(whole))) for s in subjects}  # type: ignore[misc]
