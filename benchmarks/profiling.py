@@ -29,6 +29,12 @@ from ._raw import AiosqliteRaw
 from ._stats import timed
 
 Op = Callable[[], Awaitable[object]]
+_INSERT = """INSERT INTO conversations (user_id, session_id, agent_id, message_index, role,
+content, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?)"""
+_TRIM = """DELETE FROM conversations WHERE user_id = ? AND session_id = ? AND agent_id = ?
+AND message_index <= ?"""
+_NEWEST = """SELECT agent_id, message_index, role, content, timestamp FROM conversations
+WHERE user_id = ? AND session_id = ? AND agent_id = ? ORDER BY message_index DESC LIMIT ?"""
 
 
 class HopCounter:
@@ -89,7 +95,7 @@ async def _setup(path: Path, synchronous: str
     await raw.open()
     convs = {}
     for name, h in (("h0", 0), ("h1000", 1_000), ("trim", 1_000), ("append", 1_000),
-                    ("backend", 0), ("floor", 0), ("read", 1_000)):
+                    ("backend", 0), ("floor", 0), ("read", 1_000), ("same", 1_000)):
         convs[name] = Conv("prof", "s", name)
         await raw.seed(convs[name], h, now_ms() - h)
     return storage, raw, convs
@@ -145,6 +151,23 @@ def main(argv: list[str] | None = None) -> int:
                 return raw.insert_one(conv, (index, role, CONTENT_JSON, now_ms()))
             return op
 
+        def floor_same_work(conv: Conv, keep: int) -> Op:
+            """The raw driver doing what a save with ``max_history_size`` must:
+            insert, trim and read the newest ``keep`` in one transaction, in one
+            call on aiosqlite's thread (the least possible for that work)."""
+            from storage_core_sqlite.thread import on_thread, transaction
+
+            def work(db: Any, row: tuple[Any, ...]) -> list[Any]:
+                db.execute(_INSERT, row)
+                db.execute(_TRIM, (*conv.key, row[3] - keep))
+                return list(db.execute(_NEWEST, (*conv.key, keep)).fetchall())
+
+            def op() -> Awaitable[object]:
+                index, role = conv.take()
+                row = (*conv.key, index, role, CONTENT_JSON, now_ms())
+                return on_thread(raw._conn, transaction, lambda db: work(db, row))
+            return op
+
         read = convs["read"]
         conn = raw._conn
         key = ConversationKey(*read.key)
@@ -155,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             "append_messages 1, H=1,000": append(convs["append"]),
             "save_chat_message, new conversation": save(convs["h0"], fresh=True),
             "save_chat_message, H=1,000, max_history_size=50": save(convs["trim"], 50),
+            "floor, same work: INSERT + trim + read 50, one txn": floor_same_work(
+                convs["same"], 50),
             "floor: SELECT newest 20": lambda: raw.newest(read, 20),
             "raw driver: sql.NEWEST 20": lambda: conn.execute_fetchall(sql.NEWEST,
                                                                        (*read.key, 20)),
