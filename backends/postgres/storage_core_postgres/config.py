@@ -145,14 +145,13 @@ class PostgresConfig:
         )
 
     def connect_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``asyncpg.create_pool`` (the password revealed)."""
+        """Keyword arguments for ``asyncpg.connect``, one connection of the pool
+        (the password revealed); ``min_size`` and ``max_size`` are the pool's."""
         kwargs: dict[str, Any] = {
             "host": self.host,
             "port": self.port,
             "user": self.user,
             "database": self.database,
-            "min_size": self.min_size,
-            "max_size": self.max_size,
             "timeout": self.connect_timeout,
             "command_timeout": self.command_timeout,
         }

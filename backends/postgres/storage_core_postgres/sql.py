@@ -8,8 +8,9 @@ inlined as literals (:mod:`storage_core_postgres.wire`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
-__all__ = ["SCHEMA_VERSION", "Statements"]
+__all__ = ["APPEND_REVISION", "SCHEMA_VERSION", "Statements"]
 
 SCHEMA_VERSION = 1
 
@@ -20,10 +21,26 @@ _CONVERSATION_SEED = 0x5C0E_C0DE
 
 _APPEND_ARGS = "text, text, text, text[], text[], bigint[], boolean, integer, boolean, integer"
 
+# The body of storage_core_append changes without changing the table or the
+# function's signature and results. Its revision is part of the function's
+# comment, which `ready` checks, so initialize() of this version replaces an
+# older body (CREATE OR REPLACE, under the init lock). A backend version that
+# expects another comment puts its own body back on its next initialize; the
+# bodies differ only in speed, so mixed versions stay correct meanwhile.
+APPEND_REVISION = 2
+
 # Lock, check the last role, insert, trim and read as separate statements:
 # under READ COMMITTED each statement takes a fresh snapshot, so everything
 # after the lock sees every save committed before it was granted. (One SQL
 # statement would keep the snapshot it took before waiting for the lock.)
+#
+# Indexes are contiguous (every save appends right after the newest row, a
+# trim removes the oldest, nothing else deletes part of a conversation), so
+# after the insert the newest p_keep rows are those above v_last - p_keep:
+# the trim needs no read first. A single-row save (the usual case) inserts
+# VALUES and returns its one row with RETURN NEXT, building no set; a batch
+# walks its arrays once with unnest (a subscript of a text[] walks it from the
+# start each time).
 _APPEND_FUNCTION = """\
 CREATE OR REPLACE FUNCTION {s}.storage_core_append(
     p_user text, p_session text, p_agent text,
@@ -37,7 +54,6 @@ DECLARE
     v_first integer := 1;
     v_last integer;
     v_last_role text;
-    v_cut integer;
 BEGIN
     -- Saves to one conversation queue here until the saving transaction ends.
     PERFORM pg_advisory_xact_lock(hashtextextended(
@@ -53,31 +69,49 @@ BEGIN
         v_first := 2;
     END IF;
 
-    INSERT INTO {s}.conversations
-        (user_id, session_id, agent_id, message_index, role, content, "timestamp")
-    SELECT p_user, p_session, p_agent, v_last + 1 + i - v_first,
-           p_roles[i], p_contents[i], p_timestamps[i]
-    FROM generate_series(v_first, v_count) AS i;
     -- kind 0: what was stored (content left out: the caller has it).
-    RETURN QUERY
-        SELECT 0::smallint, p_agent, v_last + 1 + i - v_first, p_roles[i], NULL::text,
-               p_timestamps[i]
-        FROM generate_series(v_first, v_count) AS i;
-
-    IF p_keep IS NOT NULL THEN
-        SELECT c.message_index INTO v_cut
-        FROM {s}.conversations c
-        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-        ORDER BY c.message_index DESC OFFSET p_keep LIMIT 1;
-        IF FOUND THEN
-            DELETE FROM {s}.conversations c
-            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-              AND c.message_index <= v_cut;
-        END IF;
+    IF v_count = v_first THEN
+        v_last := v_last + 1;
+        INSERT INTO {s}.conversations
+            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
+        VALUES (p_user, p_session, p_agent, v_last,
+                p_roles[v_count], p_contents[v_count], p_timestamps[v_count]);
+        r_kind := 0;
+        r_agent_id := p_agent;
+        r_index := v_last;
+        r_role := p_roles[v_count];
+        r_content := NULL;
+        r_timestamp := p_timestamps[v_count];
+        RETURN NEXT;
+    ELSIF v_count > v_first THEN
+        INSERT INTO {s}.conversations
+            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
+        SELECT p_user, p_session, p_agent, (v_last + 1 + u.i - v_first)::integer,
+               u.role, u.content, u.ts
+        FROM unnest(p_roles, p_contents, p_timestamps) WITH ORDINALITY AS u(role, content, ts, i)
+        WHERE u.i >= v_first;
+        RETURN QUERY
+            SELECT 0::smallint, p_agent, (v_last + 1 + u.i - v_first)::integer, u.role,
+                   NULL::text, u.ts
+            FROM unnest(p_roles, p_timestamps) WITH ORDINALITY AS u(role, ts, i)
+            WHERE u.i >= v_first;
+        v_last := v_last + 1 + v_count - v_first;
     END IF;
 
-    IF p_history THEN
-        -- kind 1: the newest p_history_limit rows (all if NULL), oldest first.
+    IF p_keep IS NOT NULL THEN
+        DELETE FROM {s}.conversations c
+        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+          AND c.message_index <= v_last - p_keep;
+    END IF;
+
+    -- kind 1: the newest p_history_limit rows (all if NULL), oldest first.
+    IF p_history AND p_history_limit IS NULL THEN
+        RETURN QUERY
+            SELECT 1::smallint, c.agent_id, c.message_index, c.role, c.content, c."timestamp"
+            FROM {s}.conversations c
+            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+            ORDER BY c.message_index;
+    ELSIF p_history THEN
         RETURN QUERY
             SELECT 1::smallint, h.agent_id, h.message_index, h.role, h.content, h."timestamp"
             FROM (SELECT c.agent_id, c.message_index, c.role, c.content, c."timestamp"
@@ -90,6 +124,8 @@ BEGIN
     RETURN;
 END
 $storage_core$"""
+
+_COMMENT = f"storage_core schema {SCHEMA_VERSION}, append revision {APPEND_REVISION}"
 
 _COLUMNS = 'agent_id, message_index, role, content, "timestamp"'
 _CONV = "user_id = $1::text AND session_id = $2::text AND agent_id = $3::text"
@@ -108,18 +144,19 @@ class Statements:
         # The schema name is checked to be a plain identifier (PostgresConfig).
         return f'"{self.schema}"'
 
-    @property
+    @cached_property
     def ready(self) -> str:
-        """-> one boolean: the schema of this version is in place."""
+        """-> one boolean: the schema of this version, with this revision of the
+        save function, is in place."""
         s = self.schema
         return (
             f"SELECT to_regclass('\"{s}\".conversations') IS NOT NULL "
             f"AND obj_description(to_regprocedure("
             f"'\"{s}\".storage_core_append({_APPEND_ARGS})'), 'pg_proc') "
-            f"= 'storage_core schema {SCHEMA_VERSION}'"
+            f"= '{_COMMENT}'"
         )
 
-    @property
+    @cached_property
     def schema_script(self) -> str:
         """Creates or upgrades everything, as one implicit transaction that
         first takes an advisory lock, so concurrent initializations queue."""
@@ -150,14 +187,14 @@ END $storage_core$""",
 )""",
                 _APPEND_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
                 f"COMMENT ON FUNCTION {s}.storage_core_append({_APPEND_ARGS}) "
-                f"IS 'storage_core schema {SCHEMA_VERSION}'",
+                f"IS '{_COMMENT}'",
                 f"""INSERT INTO {s}.storage_core_meta (key, value)
     VALUES ('schema_version', '{SCHEMA_VERSION}')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",
             ]
         )
 
-    @property
+    @cached_property
     def append(self) -> str:
         """(user, session, agent, roles, contents, timestamps, skip_same_role,
         keep, history, history_limit) -> rows (kind, agent_id, index, role,
@@ -170,17 +207,27 @@ END $storage_core$""",
             "$9::boolean, $10::integer)"
         )
 
-    @property
-    def newest(self) -> str:
-        """(user, session, agent, limit) -> the newest ``limit`` rows (NULL: all),
-        oldest first."""
+    @cached_property
+    def append_one(self) -> str:
+        """:attr:`append` of one row, given as (user, session, agent, role,
+        content, timestamp, ...): scalars, which the server binds faster than
+        arrays (it builds the one-element arrays itself)."""
         return (
-            f"SELECT {_COLUMNS} FROM (SELECT {_COLUMNS} FROM {self._s}.conversations "
-            f"WHERE {_CONV} ORDER BY message_index DESC LIMIT $4::integer) t "
-            "ORDER BY message_index"
+            f"SELECT * FROM {self._s}.storage_core_append($1::text, $2::text, $3::text, "
+            "ARRAY[$4::text], ARRAY[$5::text], ARRAY[$6::bigint], $7::boolean, $8::integer, "
+            "$9::boolean, $10::integer)"
         )
 
-    @property
+    @cached_property
+    def newest(self) -> str:
+        """(user, session, agent, limit) -> the newest ``limit`` rows (NULL: all),
+        NEWEST FIRST: the primary key walked backwards, no sort; callers reverse."""
+        return (
+            f"SELECT {_COLUMNS} FROM {self._s}.conversations "
+            f"WHERE {_CONV} ORDER BY message_index DESC LIMIT $4::integer"
+        )
+
+    @cached_property
     def session(self) -> str:
         """(user, session) -> every row of the session, any order."""
         return (
@@ -188,7 +235,7 @@ END $storage_core$""",
             "WHERE user_id = $1::text AND session_id = $2::text"
         )
 
-    @property
+    @cached_property
     def sessions(self) -> str:
         """(user) -> per (session, agent): message count and last timestamp."""
         return (
@@ -197,20 +244,20 @@ END $storage_core$""",
             "GROUP BY session_id, agent_id"
         )
 
-    @property
+    @cached_property
     def delete_session(self) -> str:
         return (
             f"DELETE FROM {self._s}.conversations "
             "WHERE user_id = $1::text AND session_id = $2::text"
         )
 
-    @property
+    @cached_property
     def delete_user(self) -> str:
         return f"DELETE FROM {self._s}.conversations WHERE user_id = $1::text"
 
     # -- whole-table tools (export, import, prune, doctor) -----------------
 
-    @property
+    @cached_property
     def export_first(self) -> str:
         """(limit) -> the first rows of the table in key order."""
         return (
@@ -218,7 +265,7 @@ END $storage_core$""",
             f"{_TABLE_ORDER} LIMIT $1::integer"
         )
 
-    @property
+    @cached_property
     def export_after(self) -> str:
         """(user, session, agent, index, limit) -> the rows after that key, in key order."""
         return (
@@ -228,7 +275,7 @@ END $storage_core$""",
             f"{_TABLE_ORDER} LIMIT $5::integer"
         )
 
-    @property
+    @cached_property
     def import_rows(self) -> str:
         """(users, sessions, agents, indexes, roles, contents, timestamps), all
         text[] -> inserts the rows as they are; an existing key is left alone."""
@@ -240,7 +287,7 @@ END $storage_core$""",
             "ON CONFLICT (user_id, session_id, agent_id, message_index) DO NOTHING"
         )
 
-    @property
+    @cached_property
     def prune(self) -> str:
         """(timestamp) -> deletes the conversations with no message since then."""
         return (
@@ -251,7 +298,7 @@ END $storage_core$""",
             "AND c.agent_id = old.agent_id"
         )
 
-    @property
+    @cached_property
     def describe(self) -> str:
         """() -> schema version, index names (comma-separated), row count, server version."""
         return (

@@ -41,8 +41,9 @@ class Connection(Protocol):
 class Runner(Protocol):
     async def rows(
         self, conn: Any, sql: str, args: Sequence[object], types: Sequence[Decoder]
-    ) -> list[tuple[Any, ...]]:
-        """The rows of a query; ``types`` converts text columns (literal mode)."""
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of a query (tuples or asyncpg Records); ``types`` converts
+        text columns (literal mode)."""
 
     async def status(self, conn: Any, sql: str, args: Sequence[object]) -> str:
         """Run a statement, return its command tag (``"DELETE 3"``)."""
@@ -56,8 +57,9 @@ class PreparedRunner:
 
     async def rows(
         self, conn: Connection, sql: str, args: Sequence[object], types: Sequence[Decoder]
-    ) -> list[tuple[Any, ...]]:
-        return [tuple(r) for r in await conn.fetch(sql, *args, timeout=self.timeout)]
+    ) -> Sequence[Sequence[Any]]:
+        # asyncpg's Records index and iterate like tuples: no copy needed.
+        return await conn.fetch(sql, *args, timeout=self.timeout)
 
     async def status(self, conn: Connection, sql: str, args: Sequence[object]) -> str:
         return await conn.execute(sql, *args, timeout=self.timeout)
@@ -71,7 +73,7 @@ class LiteralRunner:
 
     async def rows(
         self, conn: Connection, sql: str, args: Sequence[object], types: Sequence[Decoder]
-    ) -> list[tuple[Any, ...]]:
+    ) -> Sequence[Sequence[Any]]:
         chunks: list[bytes] = []
 
         async def collect(data: bytes) -> None:

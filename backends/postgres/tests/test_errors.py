@@ -94,8 +94,9 @@ async def test_lost_connection_during_a_save_is_ambiguous(postgres_database_url:
     async with make_storage(postgres_database_url + "?min_size=1&max_size=1") as storage:
         await storage.fetch_chat("amb", "s", "a")
         backend: Any = storage.backend
-        async with backend._pool.acquire() as conn:
-            pid = conn.get_server_pid()
+        conn = await backend._pool.acquire()
+        pid = conn.get_server_pid()
+        backend._pool.release(conn)
         admin = await asyncpg.connect(postgres_database_url)
         try:
             # Hold the conversation's lock so the save waits on the server...
