@@ -108,8 +108,7 @@ class _Server:
         statement = libsql_client.Statement(text, list(args))
 
         async def send(client: libsql_client.Client) -> list[Any]:
-            result = await client.execute(statement)
-            return list(result.rows)
+            return _tuples(await client.execute(statement))
 
         return await self._request(what, send, write=False)
 
@@ -152,6 +151,13 @@ class _Server:
         client, self._client = self._client, None
         if client is not None:
             await _close_client(client)
+
+
+def _tuples(result: Any) -> list[tuple[Any, ...]]:
+    """A result set's rows as plain tuples: libsql-client's ``Row`` iterates
+    through the generic ``Sequence`` protocol, one ``__getitem__`` per value,
+    which costs more than the rest of a read."""
+    return [row.astuple() for row in result.rows]
 
 
 async def _close_client(client: libsql_client.Client) -> None:
@@ -225,7 +231,7 @@ class LibsqlBackend:
             last_index = last_row[0][0] if last_row else None
             inserts = results[2 : 2 + len(plan.insert_params)]
             inserted = sum(r.rows_affected for r in inserts)
-        read_rows = results[-1].rows if plan.read is not None else []
+        read_rows = _tuples(results[-1]) if plan.read is not None else []
         return plan.result(last_index, inserted, read_rows)
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
@@ -271,7 +277,7 @@ class LibsqlBackend:
             [(sql.READ_SCHEMA_VERSION, ()), (sql.INDEXES, ()), (sql.ROW_COUNT, ())],
             write=False,
         )
-        version, indexes, count = (r.rows for r in results)
+        version, indexes, count = (_tuples(r) for r in results)
         return {
             "row_count": int(count[0][0]),
             "schema_version": int(version[0][0]) if version else None,
