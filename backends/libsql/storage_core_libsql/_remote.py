@@ -58,11 +58,12 @@ log = logging.getLogger("storage_core.libsql")
 T = TypeVar("T")
 
 # Write batches one client keeps in flight at once (``max_concurrent_writes``).
-# sqld runs writes one at a time anyway; with many writers waiting on its write
-# lock it can stall (measured on sqld 0.24 with the lock-first batches: 64
-# concurrent writers stalled it for 10 s or more in 2 to 4 of 12 runs, over
-# HTTP and WebSocket alike; 16 never did in 24 runs).
-DEFAULT_CONCURRENT_WRITES = 4
+# sqld runs writes one at a time anyway; with several writers waiting on its
+# write lock it can stall (sqld 0.24, lock-first batches: 64 concurrent writers
+# stalled it for 10 s or more in 2 to 4 of 12 runs; on a slower machine, 4 in
+# flight per client failed 3 to 4 of 6 runs of the concurrency tests, where 1
+# per client failed none of 6, even with several clients and processes).
+DEFAULT_CONCURRENT_WRITES = 1
 _CLOSE_TIMEOUT = 5.0
 
 
