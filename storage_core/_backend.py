@@ -36,9 +36,11 @@ class ConversationKey:
     agent_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class NewRow:
-    """A message ready to insert; ``content`` is JSON text."""
+class NewRow(NamedTuple):
+    """A message ready to insert; ``content`` is JSON text.
+
+    A named tuple, as a save makes one per message.
+    """
 
     role: str
     content: str

@@ -28,7 +28,7 @@ from ._backend import (
     TableTools,
 )
 from ._limits import Limits
-from ._model import Message, SessionInfo, StoredMessage, messages_from_rows
+from ._model import SessionInfo, StoredMessage, messages_from_rows
 from ._retry import RetryPolicy
 from ._rules import (
     TRIM_MODES,
@@ -41,13 +41,15 @@ from ._rules import (
 )
 from ._urls import redact_text, scrub_exception
 from ._validate import (
+    Encoded,
     check_id,
     check_max_history_size,
     check_timestamp,
     coerce_message,
-    coerce_messages,
     decode_content,
     encode_content,
+    encode_message,
+    encode_messages,
 )
 from .errors import ClosedError, ConfigurationError, StorageError, ValidationError
 
@@ -179,7 +181,7 @@ class ChatStorage:
         oldest messages beyond it are deleted in the same transaction and the
         newest ones returned, as :meth:`fetch_chat` would.
         """
-        message = coerce_message(new_message, self._limits)
+        message = encode_message(new_message, self._limits)
         return await self._save(user_id, session_id, agent_id, [message], max_history_size)
 
     async def save_chat_messages(
@@ -196,7 +198,7 @@ class ChatStorage:
         message with the role of the one before it in the batch is not stored.
         An empty batch stores nothing and returns the conversation.
         """
-        messages = coerce_messages(new_messages, self._limits)
+        messages = encode_messages(new_messages, self._limits)
         return await self._save(user_id, session_id, agent_id, messages, max_history_size)
 
     async def append_messages(
@@ -212,7 +214,7 @@ class ChatStorage:
         Returns only the messages that were stored, with their index and
         timestamp.
         """
-        batch = coerce_messages(messages, self._limits)
+        batch = encode_messages(messages, self._limits)
         key, rows, keep = self._prepare(user_id, session_id, agent_id, batch, max_history_size)
         if not rows:
             await self._ensure_ready()
@@ -225,7 +227,7 @@ class ChatStorage:
         user_id: str,
         session_id: str,
         agent_id: str,
-        batch: list[Message],
+        batch: list[Encoded],
         max_history_size: int | None,
     ) -> list[StoredMessage]:
         key, rows, keep = self._prepare(user_id, session_id, agent_id, batch, max_history_size)
@@ -240,18 +242,17 @@ class ChatStorage:
         user_id: str,
         session_id: str,
         agent_id: str,
-        batch: list[Message],
+        batch: list[Encoded],
         max_history_size: int | None,
     ) -> tuple[ConversationKey, list[NewRow], int | None]:
+        """The key, the rows to insert and how many to keep. ``batch`` is
+        validated already, also the messages the role rule drops below."""
         key = self._key(user_id, session_id, agent_id)
         keep = keep_count(check_max_history_size(max_history_size), self._trim)
-        # Every message is validated, also those the role rule drops below.
-        contents = [
-            encode_content(m.content, self._limits, f"messages[{i}] content")
-            for i, m in enumerate(batch)
+        stamps = assign_timestamps([ts for _, _, ts in batch], self._clock())
+        rows = [
+            NewRow(role, content, ts) for (role, content, _), ts in zip(batch, stamps, strict=True)
         ]
-        stamps = assign_timestamps([m.timestamp for m in batch], self._clock())
-        rows = [NewRow(m.role, c, t) for m, c, t in zip(batch, contents, stamps, strict=True)]
         if self._skip:
             rows = dedupe_within_batch(rows)
         return key, rows, keep

@@ -6,12 +6,11 @@ message that names the bad value's place; nothing here touches a database.
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from ._limits import MAX_TIMESTAMP, Limits
 from ._model import Message, decode_content
@@ -23,7 +22,22 @@ __all__ = [
     "coerce_message",
     "decode_content",
     "encode_content",
+    "encode_message",
+    "encode_messages",
 ]
+
+Where = str | int
+"""Where a value sits, for error messages: a name, or a message's position in a
+batch (``3`` is ``messages[3]``); the text is built only when an error needs it."""
+
+
+Encoded = tuple[str, str, int | None]
+"""A validated message: role, content as JSON text, timestamp (None: the save's clock)."""
+
+
+def _place(where: Where, suffix: str = "") -> str:
+    name = f"messages[{where}]" if isinstance(where, int) else where
+    return f"{name} {suffix}" if suffix else name
 
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
@@ -75,6 +89,21 @@ def check_max_history_size(value: object) -> int | None:
 
 _PLAIN, _CHECK, _TOO_BIG = 0, 1, 2
 _MAX_DEPTH = 500  # the error paths of deeper content are not worth building
+
+
+def _text_blocks(value: object) -> TypeGuard[list[dict[str, str]]]:
+    """Whether ``value`` is a list of dicts of str to str, the usual shape of
+    content (``[{"text": ...}]``): valid JSON with no further walk, since it
+    can hold nothing but strings."""
+    if type(value) is not list:
+        return False
+    for block in value:
+        if type(block) is not dict:
+            return False
+        for key, item in block.items():
+            if type(key) is not str or type(item) is not str:
+                return False
+    return True
 
 
 def _plain_json(value: object, budget: int) -> int:
@@ -167,7 +196,7 @@ def _orjson_dumps() -> Callable[[object], bytes] | None:
 _fast_dumps = _orjson_dumps()
 
 
-def encode_content(content: object, limits: Limits, where: str = "content") -> str:
+def encode_content(content: object, limits: Limits, where: Where = "content") -> str:
     """Encode message content as compact UTF-8 JSON text, enforcing the size limit.
 
     orjson encodes it when installed (20 times faster than the standard
@@ -175,29 +204,42 @@ def encode_content(content: object, limits: Limits, where: str = "content") -> s
     beyond 255 levels, lone surrogates) goes to the standard library's
     encoder, which stores it or refuses it as it always has. The two differ
     only in how some floats are spelt (``1e-7`` / ``1e-07``), never in the
-    value read back.
+    value read back. ``where`` names the content in errors (an int ``i``:
+    ``messages[i] content``).
     """
-    _check_json_value(content, where, limits)
+    if not (_text_blocks(content) and len(content) <= limits.max_content_bytes):
+        _check_json_value(content, _content_place(where), limits)
     data: bytes | None = None
     if _fast_dumps is not None:
-        with contextlib.suppress(TypeError):  # orjson.JSONEncodeError is a TypeError
+        try:
             data = _fast_dumps(content)
+        except TypeError:  # orjson.JSONEncodeError is a TypeError
+            data = None
     if data is not None:
         size, text = len(data), data.decode("utf-8")
     else:
         try:
             text = _encoder.encode(content)
         except RecursionError:
-            raise ValidationError(f"{where} is nested too deeply to store as JSON") from None
+            raise ValidationError(
+                f"{_content_place(where)} is nested too deeply to store as JSON"
+            ) from None
         try:
             size = len(text) if text.isascii() else len(text.encode("utf-8"))
         except UnicodeEncodeError:
-            raise ValidationError(f"{where} is not valid Unicode (lone surrogate)") from None
+            raise ValidationError(
+                f"{_content_place(where)} is not valid Unicode (lone surrogate)"
+            ) from None
     if size > limits.max_content_bytes:
         raise ValidationError(
-            f"{where} is {size} bytes as JSON; the limit is {limits.max_content_bytes}"
+            f"{_content_place(where)} is {size} bytes as JSON; "
+            f"the limit is {limits.max_content_bytes}"
         )
     return text
+
+
+def _content_place(where: Where) -> str:
+    return _place(where, "content") if isinstance(where, int) else where
 
 
 def check_timestamp(value: object, where: str) -> int | None:
@@ -212,34 +254,60 @@ def check_timestamp(value: object, where: str) -> int | None:
     return value
 
 
-def coerce_message(obj: object, limits: Limits, where: str = "message") -> Message:
+def _fields(obj: object, where: Where) -> tuple[object, object, object]:
+    """``(role, content, timestamp)`` of a Message, a mapping or an object with
+    ``.role`` and ``.content``, unchecked."""
+    if type(obj) is dict and "role" in obj and "content" in obj:
+        return obj["role"], obj["content"], obj.get("timestamp")
+    if isinstance(obj, Message):
+        return obj.role, obj.content, obj.timestamp
+    if isinstance(obj, Mapping):
+        if "role" not in obj or "content" not in obj:
+            raise ValidationError(f"{_place(where)} must have 'role' and 'content' keys")
+        return obj["role"], obj["content"], obj.get("timestamp")
+    if hasattr(obj, "role") and hasattr(obj, "content"):
+        return obj.role, obj.content, getattr(obj, "timestamp", None)
+    raise ValidationError(
+        f"{_place(where)} must be a Message, a mapping or an object with .role and "
+        f".content, not {type(obj).__name__}"
+    )
+
+
+def _checked(obj: object, limits: Limits, where: Where) -> tuple[str, object, int | None]:
+    """``(role, content, timestamp)`` with role and timestamp validated."""
+    role, content, timestamp = _fields(obj, where)
+    if not (  # the common case, without building the names errors need
+        type(role) is str
+        and role.isascii()
+        and 0 < len(role) <= limits.max_id_length
+        and "\x00" not in role
+    ):
+        role = _check_text(_place(where, "role"), role, limits)
+    if timestamp is not None:
+        timestamp = check_timestamp(timestamp, _place(where, "timestamp"))
+    return role, content, timestamp
+
+
+def coerce_message(obj: object, limits: Limits, where: Where = "message") -> Message:
     """Turn a Message, a mapping or an object with ``.role``/``.content`` into a Message.
 
     Validates role and timestamp; content is checked when it is encoded.
     """
-    if type(obj) is dict and "role" in obj and "content" in obj:
-        role, content, timestamp = obj["role"], obj["content"], obj.get("timestamp")
-    elif isinstance(obj, Message):
-        role, content, timestamp = obj.role, obj.content, obj.timestamp
-    elif isinstance(obj, Mapping):
-        if "role" not in obj or "content" not in obj:
-            raise ValidationError(f"{where} must have 'role' and 'content' keys")
-        role, content, timestamp = obj["role"], obj["content"], obj.get("timestamp")
-    elif hasattr(obj, "role") and hasattr(obj, "content"):
-        role, content = obj.role, obj.content
-        timestamp = getattr(obj, "timestamp", None)
-    else:
-        raise ValidationError(
-            f"{where} must be a Message, a mapping or an object with .role and .content, "
-            f"not {type(obj).__name__}"
-        )
-    role = _check_text(f"{where} role", role, limits)
-    timestamp = check_timestamp(timestamp, f"{where} timestamp")
+    role, content, timestamp = _checked(obj, limits, where)
     return Message(role=role, content=content, timestamp=timestamp)
 
 
-def coerce_messages(objs: object, limits: Limits) -> list[Message]:
-    """Validate a batch of messages (any iterable but a string or a mapping)."""
+def encode_message(
+    obj: object, limits: Limits, where: Where = "message"
+) -> Encoded:
+    """``(role, content as JSON text, timestamp or None)`` of a message in any
+    shape :func:`coerce_message` takes, everything validated."""
+    role, content, timestamp = _checked(obj, limits, where)
+    return role, encode_content(content, limits, where if isinstance(where, int)
+                                else f"{where} content"), timestamp
+
+
+def _batch(objs: object, limits: Limits) -> list[object]:
     if isinstance(objs, (str, bytes, Mapping)) or not isinstance(objs, Iterable):
         raise ValidationError(
             f"messages must be a list of messages, not {type(objs).__name__}"
@@ -249,4 +317,15 @@ def coerce_messages(objs: object, limits: Limits) -> list[Message]:
         raise ValidationError(
             f"a batch holds {len(items)} messages; the limit is {limits.max_batch_size}"
         )
-    return [coerce_message(m, limits, f"messages[{i}]") for i, m in enumerate(items)]
+    return items
+
+
+def coerce_messages(objs: object, limits: Limits) -> list[Message]:
+    """Validate a batch of messages (any iterable but a string or a mapping)."""
+    return [coerce_message(m, limits, i) for i, m in enumerate(_batch(objs, limits))]
+
+
+def encode_messages(objs: object, limits: Limits) -> list[Encoded]:
+    """:func:`encode_message` of every message of a batch (any iterable but a
+    string or a mapping); every message is validated."""
+    return [encode_message(m, limits, i) for i, m in enumerate(_batch(objs, limits))]

@@ -10,6 +10,8 @@ from storage_core._validate import (
     coerce_messages,
     decode_content,
     encode_content,
+    encode_message,
+    encode_messages,
 )
 
 LIMITS = Limits(max_content_bytes=1000, max_id_length=10, max_batch_size=3)
@@ -137,3 +139,39 @@ def test_batch_limits() -> None:
         coerce_messages([{"role": "u", "content": 1}] * 4, LIMITS)
     with pytest.raises(ValidationError, match="list of messages"):
         coerce_messages({"role": "u", "content": 1}, LIMITS)
+
+
+@pytest.mark.parametrize(
+    ("content", "words"),
+    [
+        ([{"text": "\ud800"}], "surrogate"),
+        ([{"text": "x" * 2000}], "limit"),
+        ([{"text": "a"}] * 400, "limit"),
+        ([{"text": "a"}, {"text": 1.5, "x": math.nan}], "NaN"),
+        ([{"text": "a"}, ("tuple",)], "tuple"),
+    ],
+)
+def test_bad_content_in_the_usual_shape(content: object, words: str) -> None:
+    """Lists of text blocks skip the generic walk; what they hold is still checked."""
+    with pytest.raises(ValidationError, match=words):
+        encode_content(content, LIMITS)
+
+
+def test_errors_name_the_message_of_a_batch() -> None:
+    good = {"role": "user", "content": [{"text": "x"}]}
+    with pytest.raises(ValidationError, match=r"messages\[2\] content\[0\]\['x'\] is nan"):
+        encode_messages([good, good, {"role": "a", "content": [{"x": math.nan}]}], LIMITS)
+    with pytest.raises(ValidationError, match=r"messages\[1\] role must not be empty"):
+        encode_messages([good, {"role": "", "content": []}], LIMITS)
+    with pytest.raises(ValidationError, match=r"messages\[0\] timestamp must be an int"):
+        encode_messages([{"role": "u", "content": [], "timestamp": 1.0}], LIMITS)
+    with pytest.raises(ValidationError, match=r"messages\[1\] content is \d+ bytes as JSON"):
+        encode_messages([good, {"role": "u", "content": "x" * 2000}], LIMITS)
+    with pytest.raises(ValidationError, match=r"^message content is \d+ bytes"):
+        encode_message({"role": "u", "content": "x" * 2000}, LIMITS)
+
+
+def test_encode_message_gives_role_json_and_timestamp() -> None:
+    assert encode_message({"role": "user", "content": [{"text": "é"}], "timestamp": 5},
+                          LIMITS) == ("user", '[{"text":"é"}]', 5)
+    assert encode_messages([Message("a", None)], LIMITS) == [("a", "null", None)]
