@@ -42,6 +42,7 @@ from storage_core_sqlite.plan import (
     export_statement,
     from_newest,
     import_params,
+    indexes_taken,
     plan_append,
     to_rows,
     to_sessions,
@@ -223,15 +224,10 @@ class LibsqlBackend:
         plan = plan_append(request)
         statements = [(sql.TAKE_WRITE_LOCK, ()), *plan.statements()]
         results = await self._writer.batch("append", statements, write=True)
-        # results: lock, then either the returning insert, or last index and
-        # one per insert; then [trim], [read]
-        if plan.single:
-            last_index, inserted = plan.index_returned(results[1].rows)
-        else:
-            last_row = results[1].rows
-            last_index = last_row[0][0] if last_row else None
-            inserts = results[2 : 2 + len(plan.insert_params)]
-            inserted = sum(r.rows_affected for r in inserts)
+        # results: the lock, the inserts (each returning indexes), [trim], [read]
+        last_index, inserted = indexes_taken(
+            row for result in results[1 : 1 + plan.insert_count] for row in result.rows
+        )
         read_rows = _tuples(results[-1]) if plan.read is not None else []
         return plan.result(last_index, inserted, read_rows)
 

@@ -41,6 +41,7 @@ from .plan import (
     export_statement,
     from_newest,
     import_params,
+    indexes_taken,
     plan_append,
     to_rows,
     to_sessions,
@@ -269,7 +270,7 @@ def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> tuple[int | None, i
     """The statements of one save, inside the caller's transaction: the last
     index before the save, the number of rows inserted, the rows read back."""
     if plan.single:
-        last_index, inserted = plan.index_returned(db.execute(*plan.returning_insert()).fetchall())
+        last_index, inserted = indexes_taken(db.execute(*plan.returning_insert()).fetchall())
     else:
         # A batch: the last row once, then plain inserts at known indexes.
         last_index, params = plan.rows_after(db.execute(sql.LAST_ROW, plan.conversation).fetchone())

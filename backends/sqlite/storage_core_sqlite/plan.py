@@ -20,12 +20,9 @@ Statement = tuple[str, tuple[Any, ...]]
 
 @dataclass(frozen=True)
 class AppendPlan:
-    """The statements of one save, in order: last index, inserts, trim, read."""
+    """How one save runs: inserts, then the trim and the read, if any."""
 
     request: AppendRequest
-    last_index: Statement
-    insert_sql: str
-    insert_params: list[tuple[Any, ...]]
     trim: Statement | None
     read: Statement | None
 
@@ -38,22 +35,47 @@ class AppendPlan:
     @property
     def single(self) -> bool:
         """One row to insert: its ``INSERT ... RETURNING`` (:meth:`returning_insert`)
-        reports the index it took, so no ``last_index`` statement is needed."""
-        return len(self.insert_params) == 1 and sql.HAS_RETURNING
+        reports the index it took, so nothing needs reading first."""
+        return len(self.request.rows) == 1 and sql.HAS_RETURNING
 
     def returning_insert(self) -> Statement:
-        """The one insert of a :attr:`single` plan, returning its index: no
-        row back means the role rule left the row out."""
-        return (self.insert_sql + sql.RETURNING_INDEX, self.insert_params[0])
+        """The insert of a one-row plan, returning its index: no row back means
+        the role rule left the row out."""
+        req = self.request
+        row = req.rows[0]
+        text = sql.INSERT_NEXT_UNLESS_SAME_ROLE if req.skip_same_role else sql.INSERT_NEXT
+        return (text + sql.RETURNING_INDEX, (*self.conversation, *row))
+
+    def inserts(self) -> list[Statement]:
+        """Statements that insert every row and return the indexes they took
+        (see :func:`indexes_taken`), for an engine that cannot read between
+        statements: :meth:`returning_insert` for one row, else one
+        ``sql.insert_rows`` statement per ``sql.ROWS_PER_INSERT`` rows."""
+        req = self.request
+        if len(req.rows) == 1:
+            return [self.returning_insert()]
+        out: list[Statement] = []
+        step = sql.ROWS_PER_INSERT
+        for start in range(0, len(req.rows), step):
+            chunk = req.rows[start : start + step]
+            # Only a batch's first row can have the stored last role.
+            skip = req.skip_same_role and start == 0
+            params: list[Any] = [*self.conversation]
+            for row in chunk:
+                params.extend(row)
+            out.append((sql.insert_rows(len(chunk), skip_same_role=skip), tuple(params)))
+        return out
+
+    @property
+    def insert_count(self) -> int:
+        """How many statements :meth:`inserts` gives."""
+        rows = len(self.request.rows)
+        return 1 if rows <= 1 else -(-rows // sql.ROWS_PER_INSERT)
 
     def statements(self) -> list[Statement]:
-        """Every statement, one insert per row (for a remote batch): the
-        :meth:`returning_insert` alone for a :attr:`single` plan, else
-        ``last_index`` and the inserts; then trim and read if any."""
-        if self.single:
-            out = [self.returning_insert()]
-        else:
-            out = [self.last_index, *((self.insert_sql, p) for p in self.insert_params)]
+        """Every statement, for a remote batch: :meth:`inserts`, then trim and
+        read if any."""
+        out = self.inserts()
         if self.trim is not None:
             out.append(self.trim)
         if self.read is not None:
@@ -77,14 +99,6 @@ class AppendPlan:
         ]
         return last_index, params
 
-    @staticmethod
-    def index_returned(rows: Sequence[Sequence[Any]]) -> tuple[int | None, int]:
-        """(last index before the save, rows inserted) from the rows of
-        :meth:`returning_insert`."""
-        if not rows:
-            return None, 0
-        return int(rows[0][0]) - 1, 1
-
     def result(
         self, last_index: int | None, inserted: int, read_rows: Sequence[Sequence[Any]]
     ) -> AppendResult:
@@ -97,26 +111,34 @@ class AppendPlan:
         elif inserted != len(rows):
             raise AssertionError(f"inserted {inserted} of {len(rows)} rows")
         start = -1 if last_index is None else last_index
+        agent = req.key.agent_id
         stored = [
-            StoredRow(req.key.agent_id, start + 1 + i, r.role, r.content, r.timestamp)
+            StoredRow(agent, start + 1 + i, r.role, r.content, r.timestamp)
             for i, r in enumerate(rows)
         ]
         history = from_newest(read_rows) if req.history else None
         return AppendResult(stored=stored, history=history)
 
 
+def indexes_taken(rows: Iterable[Sequence[Any]]) -> tuple[int | None, int]:
+    """(last index before the save, rows inserted) from the rows that the
+    statements of :meth:`AppendPlan.inserts` returned (one index each)."""
+    indexes = [int(row[0]) for row in rows]
+    if not indexes:
+        return None, 0
+    return min(indexes) - 1, len(indexes)
+
+
 def plan_append(req: AppendRequest) -> AppendPlan:
     """The statements that carry out ``req`` (see ``storage_core.AppendRequest``)."""
     k = req.key
     conv = (k.user_id, k.session_id, k.agent_id)
-    insert_sql = sql.INSERT_NEXT_UNLESS_SAME_ROLE if req.skip_same_role else sql.INSERT_NEXT
-    insert_params = [(*conv, r.role, r.content, r.timestamp) for r in req.rows]
     trim = (sql.TRIM, (*conv, *conv, req.keep)) if req.keep is not None else None
     read: Statement | None = None
     if req.history:
         limit = -1 if req.history_limit is None else req.history_limit
         read = (sql.NEWEST, (*conv, limit))
-    return AppendPlan(req, (sql.LAST_INDEX, conv), insert_sql, insert_params, trim, read)
+    return AppendPlan(req, trim, read)
 
 
 def to_rows(rows: Iterable[Sequence[Any]]) -> list[StoredRow]:

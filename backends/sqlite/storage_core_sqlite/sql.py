@@ -38,9 +38,6 @@ SCHEMA: tuple[str, ...] = (
 _CONV = "user_id = ? AND session_id = ? AND agent_id = ?"
 _COLUMNS = "agent_id, message_index, role, content, timestamp"
 
-LAST_INDEX = f"SELECT MAX(message_index) FROM conversations WHERE {_CONV}"
-"""(user, session, agent) -> one row: the highest index, or NULL."""
-
 LAST_ROW = f"""SELECT message_index, role FROM conversations WHERE {_CONV}
 ORDER BY message_index DESC LIMIT 1"""
 """(user, session, agent) -> the last row's index and role; no row if empty."""
@@ -77,6 +74,38 @@ RETURNING_INDEX = "\nRETURNING message_index"
 """Appended to INSERT_NEXT(_UNLESS_SAME_ROLE) to get the index a one-row save
 took (no row back: the role rule left it out) without reading it first;
 SQLite 3.35 and later."""
+
+ROWS_PER_INSERT = 500
+"""Rows per :func:`insert_rows` statement (3 parameters a row, far below
+SQLite's limit of 32,766)."""
+
+
+def insert_rows(count: int, *, skip_same_role: bool) -> str:
+    """One statement appending ``count`` rows after the conversation's last
+    index and returning the index of each row stored; parameters: (user,
+    session, agent, then role, content, timestamp of each row).
+
+    With ``skip_same_role`` the first row is left out (and the others move up
+    one place) when its role is the stored last role. One statement instead
+    of one per row: sqld runs each statement of a batch as a separate step.
+    """
+    values = ", ".join(f"({i}, ?{4 + 3 * i}, ?{5 + 3 * i}, ?{6 + 3 * i})" for i in range(count))
+    conv = "user_id = ?1 AND session_id = ?2 AND agent_id = ?3"
+    skip = (
+        f"""(SELECT role FROM conversations WHERE {conv}
+              ORDER BY message_index DESC LIMIT 1) IS ?4"""
+        if skip_same_role
+        else "0"
+    )
+    return f"""WITH new(pos, role, content, timestamp) AS (VALUES {values}),
+base(next, skip) AS (
+    SELECT COALESCE(MAX(message_index), -1) + 1, {skip} FROM conversations WHERE {conv})
+INSERT INTO conversations
+    (user_id, session_id, agent_id, message_index, role, content, timestamp)
+SELECT ?1, ?2, ?3, base.next + new.pos - base.skip, new.role, new.content, new.timestamp
+FROM new, base WHERE new.pos > 0 OR NOT base.skip
+RETURNING message_index"""
+
 
 TRIM = f"""DELETE FROM conversations
 WHERE {_CONV} AND message_index <= (
