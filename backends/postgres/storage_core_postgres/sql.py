@@ -20,14 +20,17 @@ _INIT_LOCK = 0x5C0E_1DDE
 _CONVERSATION_SEED = 0x5C0E_C0DE
 
 _APPEND_ARGS = "text, text, text, text[], text[], bigint[], boolean, integer, boolean, integer"
+_APPEND_ONE_ARGS = "text, text, text, text, text, bigint, boolean, integer, boolean, integer"
 
-# The body of storage_core_append changes without changing the table or the
-# function's signature and results. Its revision is part of the function's
+# The bodies of the save functions change without changing the table or the
+# functions' signatures and results. Their revision is part of each function's
 # comment, which `ready` checks, so initialize() of this version replaces an
 # older body (CREATE OR REPLACE, under the init lock). A backend version that
 # expects another comment puts its own body back on its next initialize; the
 # bodies differ only in speed, so mixed versions stay correct meanwhile.
-APPEND_REVISION = 2
+# Revision 3 added storage_core_append_one (revision 2 still calls only
+# storage_core_append, which keeps its signature).
+APPEND_REVISION = 3
 
 # Lock, check the last role, insert, trim and read as separate statements:
 # under READ COMMITTED each statement takes a fresh snapshot, so everything
@@ -37,24 +40,21 @@ APPEND_REVISION = 2
 # Indexes are contiguous (every save appends right after the newest row, a
 # trim removes the oldest, nothing else deletes part of a conversation), so
 # after the insert the newest p_keep rows are those above v_last - p_keep:
-# the trim needs no read first. A single-row save (the usual case) inserts
-# VALUES and returns its one row with RETURN NEXT, building no set; a batch
-# walks its arrays once with unnest (a subscript of a text[] walks it from the
-# start each time).
-_APPEND_FUNCTION = """\
-CREATE OR REPLACE FUNCTION {s}.storage_core_append(
-    p_user text, p_session text, p_agent text,
-    p_roles text[], p_contents text[], p_timestamps bigint[],
-    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer)
+# the trim needs no read first, and when the history limit is the trim's
+# (as the core always asks) the history is exactly the rows the trim kept,
+# read as a range of the primary key. That also keeps the read off the
+# lookup index and a sort, which the planner may prefer while the table's
+# statistics are missing or stale. A batch walks its arrays once with unnest
+# (a subscript of a text[] walks it from the start each time); a single row
+# goes to storage_core_append_one, which takes scalars: building and reading
+# one-element arrays cost more than the rest of the function.
+_RESULT_TABLE = """\
 RETURNS TABLE (r_kind smallint, r_agent_id text, r_index integer, r_role text,
                r_content text, r_timestamp bigint)
 LANGUAGE plpgsql VOLATILE AS $storage_core$
-DECLARE
-    v_count integer := coalesce(cardinality(p_roles), 0);
-    v_first integer := 1;
-    v_last integer;
-    v_last_role text;
-BEGIN
+"""
+
+_LOCK_AND_LAST = """\
     -- Saves to one conversation queue here until the saving transaction ends.
     PERFORM pg_advisory_xact_lock(hashtextextended(
         length(p_user) || ':' || p_user || length(p_session) || ':' || p_session || p_agent,
@@ -65,39 +65,9 @@ BEGIN
     WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
     ORDER BY c.message_index DESC LIMIT 1;
     v_last := coalesce(v_last, -1);
-    IF p_skip_same_role AND v_count > 0 AND v_last_role = p_roles[1] THEN
-        v_first := 2;
-    END IF;
+"""
 
-    -- kind 0: what was stored (content left out: the caller has it).
-    IF v_count = v_first THEN
-        v_last := v_last + 1;
-        INSERT INTO {s}.conversations
-            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
-        VALUES (p_user, p_session, p_agent, v_last,
-                p_roles[v_count], p_contents[v_count], p_timestamps[v_count]);
-        r_kind := 0;
-        r_agent_id := p_agent;
-        r_index := v_last;
-        r_role := p_roles[v_count];
-        r_content := NULL;
-        r_timestamp := p_timestamps[v_count];
-        RETURN NEXT;
-    ELSIF v_count > v_first THEN
-        INSERT INTO {s}.conversations
-            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
-        SELECT p_user, p_session, p_agent, (v_last + 1 + u.i - v_first)::integer,
-               u.role, u.content, u.ts
-        FROM unnest(p_roles, p_contents, p_timestamps) WITH ORDINALITY AS u(role, content, ts, i)
-        WHERE u.i >= v_first;
-        RETURN QUERY
-            SELECT 0::smallint, p_agent, (v_last + 1 + u.i - v_first)::integer, u.role,
-                   NULL::text, u.ts
-            FROM unnest(p_roles, p_timestamps) WITH ORDINALITY AS u(role, ts, i)
-            WHERE u.i >= v_first;
-        v_last := v_last + 1 + v_count - v_first;
-    END IF;
-
+_TRIM_AND_HISTORY = """\
     IF p_keep IS NOT NULL THEN
         DELETE FROM {s}.conversations c
         WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
@@ -105,7 +75,14 @@ BEGIN
     END IF;
 
     -- kind 1: the newest p_history_limit rows (all if NULL), oldest first.
-    IF p_history AND p_history_limit IS NULL THEN
+    IF p_history AND p_history_limit = p_keep THEN
+        RETURN QUERY
+            SELECT 1::smallint, c.agent_id, c.message_index, c.role, c.content, c."timestamp"
+            FROM {s}.conversations c
+            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+              AND c.message_index > v_last - p_keep
+            ORDER BY c.message_index;
+    ELSIF p_history AND p_history_limit IS NULL THEN
         RETURN QUERY
             SELECT 1::smallint, c.agent_id, c.message_index, c.role, c.content, c."timestamp"
             FROM {s}.conversations c
@@ -124,6 +101,74 @@ BEGIN
     RETURN;
 END
 $storage_core$"""
+
+_APPEND_FUNCTION = """\
+CREATE OR REPLACE FUNCTION {s}.storage_core_append(
+    p_user text, p_session text, p_agent text,
+    p_roles text[], p_contents text[], p_timestamps bigint[],
+    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer)
+""" + _RESULT_TABLE + """\
+DECLARE
+    v_count integer := coalesce(cardinality(p_roles), 0);
+    v_first integer := 1;
+    v_last integer;
+    v_last_role text;
+BEGIN
+""" + _LOCK_AND_LAST + """\
+    IF p_skip_same_role AND v_count > 0 AND v_last_role = p_roles[1] THEN
+        v_first := 2;
+    END IF;
+
+    -- kind 0: what was stored (content left out: the caller has it).
+    IF v_count >= v_first THEN
+        INSERT INTO {s}.conversations
+            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
+        SELECT p_user, p_session, p_agent, (v_last + 1 + u.i - v_first)::integer,
+               u.role, u.content, u.ts
+        FROM unnest(p_roles, p_contents, p_timestamps) WITH ORDINALITY AS u(role, content, ts, i)
+        WHERE u.i >= v_first;
+        RETURN QUERY
+            SELECT 0::smallint, p_agent, (v_last + 1 + u.i - v_first)::integer, u.role,
+                   NULL::text, u.ts
+            FROM unnest(p_roles, p_timestamps) WITH ORDINALITY AS u(role, ts, i)
+            WHERE u.i >= v_first;
+        v_last := v_last + 1 + v_count - v_first;
+    END IF;
+
+""" + _TRIM_AND_HISTORY
+
+_APPEND_ONE_FUNCTION = """\
+CREATE OR REPLACE FUNCTION {s}.storage_core_append_one(
+    p_user text, p_session text, p_agent text,
+    p_role text, p_content text, p_timestamp bigint,
+    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer)
+""" + _RESULT_TABLE + """\
+DECLARE
+    v_last integer;
+    v_last_role text;
+BEGIN
+""" + _LOCK_AND_LAST + """\
+    -- kind 0: what was stored (content left out: the caller has it).
+    IF NOT (p_skip_same_role AND v_last_role IS NOT DISTINCT FROM p_role) THEN
+        v_last := v_last + 1;
+        INSERT INTO {s}.conversations
+            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
+        VALUES (p_user, p_session, p_agent, v_last, p_role, p_content, p_timestamp);
+        r_kind := 0;
+        r_agent_id := p_agent;
+        r_index := v_last;
+        r_role := p_role;
+        r_content := NULL;
+        r_timestamp := p_timestamp;
+        RETURN NEXT;
+    END IF;
+
+""" + _TRIM_AND_HISTORY
+
+_FUNCTIONS = (
+    ("storage_core_append", _APPEND_ARGS),
+    ("storage_core_append_one", _APPEND_ONE_ARGS),
+)
 
 _COMMENT = f"storage_core schema {SCHEMA_VERSION}, append revision {APPEND_REVISION}"
 
@@ -147,13 +192,15 @@ class Statements:
     @cached_property
     def ready(self) -> str:
         """-> one boolean: the schema of this version, with this revision of the
-        save function, is in place."""
+        save functions, is in place."""
         s = self.schema
-        return (
-            f"SELECT to_regclass('\"{s}\".conversations') IS NOT NULL "
-            f"AND obj_description(to_regprocedure("
-            f"'\"{s}\".storage_core_append({_APPEND_ARGS})'), 'pg_proc') "
+        described = [
+            f"obj_description(to_regprocedure('\"{s}\".{name}({args})'), 'pg_proc') "
             f"= '{_COMMENT}'"
+            for name, args in _FUNCTIONS
+        ]
+        return f"SELECT to_regclass('\"{s}\".conversations') IS NOT NULL AND " + " AND ".join(
+            described
         )
 
     @cached_property
@@ -186,8 +233,11 @@ END $storage_core$""",
     value TEXT NOT NULL
 )""",
                 _APPEND_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
-                f"COMMENT ON FUNCTION {s}.storage_core_append({_APPEND_ARGS}) "
-                f"IS '{_COMMENT}'",
+                _APPEND_ONE_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
+                *(
+                    f"COMMENT ON FUNCTION {s}.{name}({args}) IS '{_COMMENT}'"
+                    for name, args in _FUNCTIONS
+                ),
                 f"""INSERT INTO {s}.storage_core_meta (key, value)
     VALUES ('schema_version', '{SCHEMA_VERSION}')
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value""",
@@ -210,11 +260,10 @@ END $storage_core$""",
     @cached_property
     def append_one(self) -> str:
         """:attr:`append` of one row, given as (user, session, agent, role,
-        content, timestamp, ...): scalars, which the server binds faster than
-        arrays (it builds the one-element arrays itself)."""
+        content, timestamp, ...): scalars, to storage_core_append_one."""
         return (
-            f"SELECT * FROM {self._s}.storage_core_append($1::text, $2::text, $3::text, "
-            "ARRAY[$4::text], ARRAY[$5::text], ARRAY[$6::bigint], $7::boolean, $8::integer, "
+            f"SELECT * FROM {self._s}.storage_core_append_one($1::text, $2::text, $3::text, "
+            "$4::text, $5::text, $6::bigint, $7::boolean, $8::integer, "
             "$9::boolean, $10::integer)"
         )
 

@@ -323,3 +323,37 @@ async def test_initialize_replaces_an_older_save_function(postgres_database_url:
     finally:
         await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         await admin.close()
+
+
+@pytest.mark.asyncio
+async def test_initialize_adds_the_one_row_function_to_a_revision_2_schema(
+    postgres_database_url: str,
+) -> None:
+    """Revision 2 had only storage_core_append; initialize() adds
+    storage_core_append_one, which single-message saves call."""
+    schema = "revision_2"
+    statements = Statements(schema)
+    admin = await asyncpg.connect(postgres_database_url)
+    try:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.execute(statements.schema_script)
+        await admin.execute(
+            f'DROP FUNCTION "{schema}".storage_core_append_one(text, text, text, text, text, '
+            "bigint, boolean, integer, boolean, integer)")
+        await admin.execute(
+            f'COMMENT ON FUNCTION "{schema}".storage_core_append(text, text, text, text[], '
+            "text[], bigint[], boolean, integer, boolean, integer) "
+            "IS 'storage_core schema 1, append revision 2'")
+        assert not await admin.fetchval(statements.ready)
+        url = f"{postgres_database_url}?schema={schema}&min_size=1&max_size=1"
+        async with make_storage(url) as storage:
+            await storage.save_chat_messages(
+                "up", "s", "a", [{"role": "user", "content": "a"},
+                                 {"role": "assistant", "content": "b"}])
+            stored = await storage.save_chat_message(
+                "up", "s", "a", {"role": "user", "content": "c"}, max_history_size=2)
+            assert [(m.index, m.role) for m in stored] == [(1, "assistant"), (2, "user")]
+        assert await admin.fetchval(statements.ready)
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
