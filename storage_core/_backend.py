@@ -21,6 +21,7 @@ __all__ = [
     "Capabilities",
     "ConversationKey",
     "NewRow",
+    "RowValues",
     "StoredRow",
     "TableRow",
     "TableTools",
@@ -60,6 +61,13 @@ class StoredRow(NamedTuple):
     role: str
     content: str
     timestamp: int
+
+
+RowValues = tuple[str, int, str, str, int]
+"""A read row's values in :class:`StoredRow`'s order: ``(agent_id,
+message_index, role, content, timestamp)``. Reads may return StoredRows or
+plain tuples (a driver's rows as they come, when they come in this order):
+the core only unpacks them, so a backend need not build a StoredRow per row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,10 +118,11 @@ class AppendRequest:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
-    """What a save stored (with indexes) and, if asked, the history after it."""
+    """What a save stored (with indexes) and, if asked, the history after it
+    (oldest first; StoredRows or plain tuples, see :data:`RowValues`)."""
 
     stored: Sequence[StoredRow]
-    history: Sequence[StoredRow] | None
+    history: Sequence[RowValues] | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,11 +158,13 @@ class Backend(Protocol):
     async def append(self, request: AppendRequest) -> AppendResult:
         """Store a batch atomically; see :class:`AppendRequest`."""
 
-    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
-        """The newest ``limit`` rows of a conversation (all if None), oldest first."""
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
+        """The newest ``limit`` rows of a conversation (all if None), oldest
+        first: StoredRows or plain tuples (see :data:`RowValues`)."""
 
-    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
-        """Every row of every agent of a session, in any order."""
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
+        """Every row of every agent of a session, in any order: StoredRows or
+        plain tuples (see :data:`RowValues`)."""
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         """One entry per session of the user, in any order."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ._rules import prefix_agent
 from .errors import StorageError
 
 __all__ = ["Message", "SessionInfo", "StoredMessage"]
@@ -29,7 +30,8 @@ class Message:
 decode_content: Callable[[str], Any] = json.JSONDecoder().decode
 """Decode content stored as JSON text (by storage_core or the original storage)."""
 
-_MISSING: Any = object()
+_MISSING: Any = object()  # content not decoded yet
+_PREFIXED: Any = object()  # not decoded yet, and shown with the [agent_id] prefix
 
 
 class StoredMessage:
@@ -85,12 +87,15 @@ class StoredMessage:
         text = self._json
         if text is not None:
             try:
-                self._content = decode_content(text)
+                value = decode_content(text)
             except ValueError as exc:
                 raise StorageError(
                     f"message {self.index} of agent {self.agent_id!r} holds content "
                     f"that is not valid JSON ({exc})"
                 ) from None
+            if self._content is _PREFIXED:
+                value = prefix_agent(self.role, value, self.agent_id)
+            self._content = value
             self._json = None
         return self._content
 
@@ -145,6 +150,27 @@ def messages_from_rows(
         message = new(cls)
         message.role = role
         message._content = missing
+        message._json = content_json
+        message.timestamp = timestamp
+        message.index = index
+        message.agent_id = agent_id
+        append(message)
+    return out
+
+
+def session_messages_from_rows(
+    rows: Iterable[tuple[str, int, str, str, int]],
+) -> list[StoredMessage]:
+    """Like :func:`messages_from_rows`, for the session view: an assistant
+    message's content gets the ``[agent_id] `` prefix (:func:`prefix_agent`)
+    when it is decoded, on first access."""
+    new, cls, missing, prefixed = object.__new__, StoredMessage, _MISSING, _PREFIXED
+    out: list[StoredMessage] = []
+    append = out.append
+    for agent_id, index, role, content_json, timestamp in rows:
+        message = new(cls)
+        message.role = role
+        message._content = prefixed if role == "assistant" else missing
         message._json = content_json
         message.timestamp = timestamp
         message.index = index

@@ -13,6 +13,7 @@ import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from operator import itemgetter
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -23,12 +24,17 @@ from ._backend import (
     Capabilities,
     ConversationKey,
     NewRow,
-    StoredRow,
+    RowValues,
     TableRow,
     TableTools,
 )
 from ._limits import Limits
-from ._model import SessionInfo, StoredMessage, messages_from_rows
+from ._model import (
+    SessionInfo,
+    StoredMessage,
+    messages_from_rows,
+    session_messages_from_rows,
+)
 from ._retry import RetryPolicy
 from ._rules import (
     TRIM_MODES,
@@ -36,7 +42,6 @@ from ._rules import (
     assign_timestamps,
     dedupe_within_batch,
     keep_count,
-    prefix_agent,
     session_order,
 )
 from ._urls import redact_text, scrub_exception
@@ -299,17 +304,9 @@ class ChatStorage:
             "fetch_all_chats", lambda: self._backend.fetch_session(user_id, session_id),
             write=False,
         )
-        ordered = session_order(rows, lambda r: (r.timestamp, r.agent_id, r.message_index))
-        return [
-            StoredMessage(
-                role=r.role,
-                content=prefix_agent(r.role, decode_content(r.content), r.agent_id),
-                timestamp=r.timestamp,
-                index=r.message_index,
-                agent_id=r.agent_id,
-            )
-            for r in ordered
-        ]
+        # (agent_id, message_index, role, content, timestamp) by (timestamp,
+        # agent_id, message_index); content decoded (and prefixed) when read.
+        return session_messages_from_rows(session_order(rows, itemgetter(4, 0, 1)))
 
     async def list_sessions(self, user_id: str) -> list[SessionInfo]:
         """The user's sessions, newest activity first."""
@@ -422,7 +419,7 @@ class ChatStorage:
         )
 
     @staticmethod
-    def _messages(rows: Sequence[StoredRow]) -> list[StoredMessage]:
+    def _messages(rows: Sequence[RowValues]) -> list[StoredMessage]:
         return messages_from_rows(rows)
 
     async def _ensure_ready(self) -> None:

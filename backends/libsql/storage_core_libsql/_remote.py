@@ -31,20 +31,19 @@ from storage_core import (
     Capabilities,
     ClosedError,
     ConversationKey,
+    RowValues,
     SessionInfo,
     StorageError,
-    StoredRow,
     TableRow,
 )
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
     Statement,
     export_statement,
-    from_newest,
     import_params,
     indexes_taken,
+    newest_first,
     plan_append,
-    to_rows,
     to_sessions,
     to_table_rows,
 )
@@ -231,13 +230,12 @@ class LibsqlBackend:
         read_rows = _tuples(results[-1]) if plan.read is not None else []
         return plan.result(last_index, inserted, read_rows)
 
-    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return from_newest(await self._writer.query("fetch_chat", sql.NEWEST, params))
+        return newest_first(await self._writer.query("fetch_chat", sql.NEWEST, params))
 
-    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
-        rows = await self._lister.query("fetch_all_chats", sql.SESSION, (user_id, session_id))
-        return to_rows(rows)
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
+        return await self._lister.query("fetch_all_chats", sql.SESSION, (user_id, session_id))
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         return to_sessions(await self._lister.query("list_sessions", sql.SESSIONS, (user_id,)))

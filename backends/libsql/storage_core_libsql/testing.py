@@ -22,6 +22,7 @@ that is a skip, a failure or an "unavailable" row.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -215,6 +216,27 @@ class Sqld:
         with contextlib.suppress(OSError):
             return self.log_path.read_text(errors="replace")
         return ""
+
+    def answers_writes(self, timeout: float = 5.0) -> bool:
+        """Whether the server answers, within ``timeout`` seconds, a statement
+        that takes the write lock (any answer, an error included): False for
+        a server that is stopped or has stalled."""
+        headers = {"content-type": "application/json"}
+        if self.token:
+            headers["authorization"] = f"Bearer {self.token}"
+        request = urllib.request.Request(
+            f"{self.http_url}/v1/execute",
+            data=json.dumps({"stmt": {"sql": "DELETE FROM conversations WHERE 0"}}).encode(),
+            headers=headers,
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
         """Start sqld and wait until it answers; raises :class:`SqldUnavailable` if it won't."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -109,6 +111,33 @@ async def test_restarted_server_is_reached_again(sqld_launcher: Any, scheme: str
         with pytest.raises(TransientError):
             await storage.fetch_chat("u", "s", "a")
         server.restart()
+        history = await storage.save_chat_message("u", "s", "a", msg("assistant", "after"))
+        assert [m.content[0]["text"] for m in history] == ["before", "after"]
+    finally:
+        await storage.close()
+
+
+@pytest.mark.parametrize("scheme", ["http", "ws"])
+async def test_stalled_server_times_out_and_is_restarted(sqld_launcher: Any, scheme: str) -> None:
+    """A sqld that stops answering (here SIGSTOP) fails writes with the "no
+    answer" timeout, is seen as stalled by ``answers_writes``, and works again
+    with its data after a kill and a start: what conftest.py does after a
+    failed test."""
+    server = sqld_launcher()
+    storage = make_storage(f"{scheme}://127.0.0.1:{server.port}?timeout=1", retry=NO_RETRY)
+    try:
+        await storage.save_chat_message("u", "s", "a", msg("user", "before"))
+        assert server.answers_writes(2)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            with pytest.raises(TransientError, match="no answer from the libSQL server") as info:
+                await storage.save_chat_message("u", "s", "a", msg("assistant", "lost?"))
+            assert info.value.ambiguous
+            assert not server.answers_writes(1)
+        finally:
+            server.kill()
+        server.start()
+        assert server.answers_writes(2)
         history = await storage.save_chat_message("u", "s", "a", msg("assistant", "after"))
         assert [m.content[0]["text"] for m in history] == ["before", "after"]
     finally:

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, TypeVar, cast
 
 import asyncpg
 
@@ -25,6 +25,7 @@ from storage_core import (
     Capabilities,
     ClosedError,
     ConversationKey,
+    RowValues,
     SessionInfo,
     StorageURL,
     StoredRow,
@@ -51,15 +52,6 @@ _CLOSE_TIMEOUT = 10.0
 
 def _flag(text: str) -> bool:
     return text == "t"
-
-
-_new = tuple.__new__
-
-
-def _stored_rows(rows: Iterable[Sequence[Any]]) -> list[StoredRow]:
-    # StoredRow is a NamedTuple: built straight from the row's tuple (a Record
-    # slices to a tuple in C): a third faster than StoredRow._make(record).
-    return [_new(StoredRow, r[:]) for r in rows]
 
 
 class PostgresBackend:
@@ -204,21 +196,24 @@ class PostgresBackend:
             StoredRow(agent_id, meta[2], row.role, row.content, row.timestamp)
             for meta, row in zip(result[:count], rows[skipped:], strict=True)
         ]
-        history = (
-            [_new(StoredRow, r[1:]) for r in result[count:]] if request.history else None
+        # Record[1:] is a plain tuple, in RowValues order.
+        history = cast(
+            "list[RowValues] | None",
+            [r[1:] for r in result[count:]] if request.history else None,
         )
         return AppendResult(stored=stored, history=history)
 
-    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         args = (key.user_id, key.session_id, key.agent_id, limit)
         rows = await self._call(
             "fetch_chat",
             lambda conn: self._runner.rows(conn, self._sql.newest, args, _ROW_TYPES),
             write=False,
         )
-        return _stored_rows(reversed(rows))  # read newest first
+        # Read newest first. Records unpack like the RowValues tuples.
+        return cast("Sequence[RowValues]", rows[::-1])
 
-    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
         rows = await self._call(
             "fetch_all_chats",
             lambda conn: self._runner.rows(
@@ -226,7 +221,7 @@ class PostgresBackend:
             ),
             write=False,
         )
-        return _stored_rows(rows)
+        return cast("Sequence[RowValues]", rows)  # Records unpack like tuples
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         rows = await self._call(

@@ -69,9 +69,20 @@ _LOCK_AND_LAST = """\
 
 _TRIM_AND_HISTORY = """\
     IF p_keep IS NOT NULL THEN
-        DELETE FROM {s}.conversations c
+        -- The oldest row first, from the low end of the primary key (entries
+        -- of rows trimmed before are skipped cheaply), so that the delete
+        -- names both ends of its range: a primary-key range scan. With one
+        -- end only, stale statistics (still counting rows trimmed since)
+        -- make the planner scan the whole conversation on every save.
+        SELECT c.message_index INTO v_oldest
+        FROM {s}.conversations c
         WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-          AND c.message_index <= v_last - p_keep;
+        ORDER BY c.message_index LIMIT 1;
+        IF v_oldest <= v_last - p_keep THEN
+            DELETE FROM {s}.conversations c
+            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+              AND c.message_index BETWEEN v_oldest AND v_last - p_keep;
+        END IF;
     END IF;
 
     -- kind 1: the newest p_history_limit rows (all if NULL), oldest first.
@@ -113,6 +124,7 @@ DECLARE
     v_first integer := 1;
     v_last integer;
     v_last_role text;
+    v_oldest integer;
 BEGIN
 """ + _LOCK_AND_LAST + """\
     IF p_skip_same_role AND v_count > 0 AND v_last_role = p_roles[1] THEN
@@ -146,6 +158,7 @@ CREATE OR REPLACE FUNCTION {s}.storage_core_append_one(
 DECLARE
     v_last integer;
     v_last_role text;
+    v_oldest integer;
 BEGIN
 """ + _LOCK_AND_LAST + """\
     -- kind 0: what was stored (content left out: the caller has it).

@@ -27,10 +27,10 @@ from storage_core import (
     ClosedError,
     ConfigurationError,
     ConversationKey,
+    RowValues,
     SessionInfo,
     StorageError,
     StorageURL,
-    StoredRow,
     TableRow,
     TransientError,
 )
@@ -39,11 +39,10 @@ from . import sql
 from .plan import (
     AppendPlan,
     export_statement,
-    from_newest,
     import_params,
     indexes_taken,
+    newest_first,
     plan_append,
-    to_rows,
     to_sessions,
     to_table_rows,
 )
@@ -216,12 +215,12 @@ class SqliteBackend:
         )
         return plan.result(last_index, inserted, read_rows)
 
-    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
+    async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return from_newest(await self._read("fetch_chat", sql.NEWEST, params))
+        return newest_first(await self._read("fetch_chat", sql.NEWEST, params))
 
-    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
-        return to_rows(await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id)))
+    async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
+        return await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id))
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         return to_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))

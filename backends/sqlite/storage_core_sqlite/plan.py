@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from storage_core import AppendRequest, AppendResult, SessionInfo, StoredRow, TableRow
+from storage_core import AppendRequest, AppendResult, RowValues, SessionInfo, StoredRow, TableRow
 
 from . import sql
 
@@ -116,7 +116,7 @@ class AppendPlan:
             StoredRow(agent, start + 1 + i, r.role, r.content, r.timestamp)
             for i, r in enumerate(rows)
         ]
-        history = from_newest(read_rows) if req.history else None
+        history = newest_first(read_rows) if req.history else None
         return AppendResult(stored=stored, history=history)
 
 
@@ -141,14 +141,10 @@ def plan_append(req: AppendRequest) -> AppendPlan:
     return AppendPlan(req, trim, read)
 
 
-def to_rows(rows: Iterable[Sequence[Any]]) -> list[StoredRow]:
-    """Rows in ``sql._COLUMNS`` order -> StoredRow (the drivers give str and int)."""
-    return list(map(StoredRow._make, rows))
-
-
-def from_newest(rows: Sequence[Sequence[Any]]) -> list[StoredRow]:
-    """Rows of ``sql.NEWEST`` (newest first) -> StoredRow, oldest first."""
-    return to_rows(reversed(rows))
+def newest_first(rows: Sequence[Any]) -> list[RowValues]:
+    """Rows of ``sql.NEWEST`` (newest first), oldest first: the driver's
+    tuples as they are (``storage_core.RowValues``)."""
+    return cast("list[RowValues]", list(reversed(rows)))
 
 
 def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:

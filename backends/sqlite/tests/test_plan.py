@@ -49,7 +49,7 @@ def _save(db: sqlite3.Connection, rows: list[NewRow], *, skip: bool,
     result = plan.result(last_index, inserted, results[-1])
     stored = [(r.message_index, r.role, r.content) for r in result.stored]
     assert result.history is not None
-    return stored, [(r.message_index, r.role) for r in result.history]
+    return stored, [(index, role) for _, index, role, _, _ in result.history]
 
 
 def _table(db: sqlite3.Connection) -> list[tuple[int, str, str]]:
