@@ -13,7 +13,6 @@ costs one trip to the thread, as a single ``execute`` does.
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -87,7 +86,6 @@ class SqliteBackend:
         )
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -188,20 +186,21 @@ class SqliteBackend:
         self, what: str, work: Callable[[sqlite3.Connection], T]
     ) -> T:
         """Run ``work`` in one ``BEGIN IMMEDIATE`` ... ``COMMIT`` on the writer's
-        thread, as one call there; rolled back on any error."""
-        async with self._write_lock:
-            conn = self._conn(self._writer)
-            try:
-                return await on_thread(conn, transaction, work)
-            except sqlite3.Error as exc:
-                raise translate(exc, what) from exc
+        thread, as one call there; rolled back on any error.
+
+        No lock on this side: aiosqlite runs a connection's calls one at a
+        time in the order they were queued, and each transaction is one call,
+        so concurrent saves queue on the thread back to back (a lock here
+        would add a trip through the event loop between any two of them)."""
+        conn = self._conn(self._writer)
+        try:
+            return await on_thread(conn, transaction, work)
+        except sqlite3.Error as exc:
+            raise translate(exc, what) from exc
 
     async def _read(self, what: str, statement: str, params: Sequence[Any]) -> list[Any]:
         conn = self._conn(self._reader)
         try:
-            if conn is self._writer:
-                async with self._write_lock:
-                    return list(await conn.execute_fetchall(statement, params))
             return list(await conn.execute_fetchall(statement, params))
         except sqlite3.Error as exc:
             raise translate(exc, what) from exc
