@@ -255,8 +255,12 @@ class ChatStorage:
         key = self._key(user_id, session_id, agent_id)
         keep = keep_count(check_max_history_size(max_history_size), self._trim)
         stamps = assign_timestamps([ts for _, _, ts in batch], self._clock())
+        # tuple.__new__ skips the named tuple's Python-level __new__ (a batch
+        # makes one per message).
+        new = tuple.__new__
         rows = [
-            NewRow(role, content, ts) for (role, content, _), ts in zip(batch, stamps, strict=True)
+            new(NewRow, (role, content, ts))
+            for (role, content, _), ts in zip(batch, stamps, strict=True)
         ]
         if self._skip:
             rows = dedupe_within_batch(rows)

@@ -30,7 +30,7 @@ _APPEND_ONE_ARGS = "text, text, text, text, text, bigint, boolean, integer, bool
 # bodies differ only in speed, so mixed versions stay correct meanwhile.
 # Revision 3 added storage_core_append_one (revision 2 still calls only
 # storage_core_append, which keeps its signature).
-APPEND_REVISION = 3
+APPEND_REVISION = 4
 
 # Lock, check the last role, insert, trim and read as separate statements:
 # under READ COMMITTED each statement takes a fresh snapshot, so everything
@@ -54,11 +54,14 @@ RETURNS TABLE (r_kind smallint, r_agent_id text, r_index integer, r_role text,
 LANGUAGE plpgsql VOLATILE AS $storage_core$
 """
 
-_LOCK_AND_LAST = """\
+_LOCK = """\
     -- Saves to one conversation queue here until the saving transaction ends.
     PERFORM pg_advisory_xact_lock(hashtextextended(
         length(p_user) || ':' || p_user || length(p_session) || ':' || p_session || p_agent,
         {seed}));
+"""
+
+_LOCK_AND_LAST = _LOCK + """\
 
     SELECT c.message_index, c.role INTO v_last, v_last_role
     FROM {s}.conversations c
@@ -149,6 +152,9 @@ BEGIN
 
 """ + _TRIM_AND_HISTORY
 
+# One row: the role check, the next index and the insert are one statement
+# (its snapshot is taken after the lock was granted), as each statement of a
+# PL/pgSQL function costs the server about as much as a bare INSERT.
 _APPEND_ONE_FUNCTION = """\
 CREATE OR REPLACE FUNCTION {s}.storage_core_append_one(
     p_user text, p_session text, p_agent text,
@@ -157,16 +163,23 @@ CREATE OR REPLACE FUNCTION {s}.storage_core_append_one(
 """ + _RESULT_TABLE + """\
 DECLARE
     v_last integer;
-    v_last_role text;
     v_oldest integer;
 BEGIN
-""" + _LOCK_AND_LAST + """\
-    -- kind 0: what was stored (content left out: the caller has it).
-    IF NOT (p_skip_same_role AND v_last_role IS NOT DISTINCT FROM p_role) THEN
-        v_last := v_last + 1;
-        INSERT INTO {s}.conversations
-            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
-        VALUES (p_user, p_session, p_agent, v_last, p_role, p_content, p_timestamp);
+""" + _LOCK + """\
+    INSERT INTO {s}.conversations
+        (user_id, session_id, agent_id, message_index, role, content, "timestamp")
+    SELECT p_user, p_session, p_agent, coalesce(l.message_index, -1) + 1,
+           p_role, p_content, p_timestamp
+    FROM (SELECT 1) AS one
+    LEFT JOIN LATERAL (
+        SELECT c.message_index, c.role FROM {s}.conversations c
+        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+        ORDER BY c.message_index DESC LIMIT 1) AS l ON true
+    WHERE NOT (p_skip_same_role AND l.role IS NOT DISTINCT FROM p_role)
+    RETURNING message_index INTO v_last;
+
+    IF v_last IS NOT NULL THEN
+        -- kind 0: what was stored (content left out: the caller has it).
         r_kind := 0;
         r_agent_id := p_agent;
         r_index := v_last;
@@ -174,6 +187,14 @@ BEGIN
         r_content := NULL;
         r_timestamp := p_timestamp;
         RETURN NEXT;
+    ELSIF p_keep IS NULL AND NOT p_history THEN
+        RETURN;  -- the role rule left the row out, and nothing else is asked
+    ELSE
+        SELECT c.message_index INTO v_last
+        FROM {s}.conversations c
+        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+        ORDER BY c.message_index DESC LIMIT 1;
+        v_last := coalesce(v_last, -1);
     END IF;
 
 """ + _TRIM_AND_HISTORY
