@@ -91,8 +91,11 @@ def _restart_stalled_servers(request: pytest.FixtureRequest) -> Iterator[None]:
             server.start()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Run a test once more if it failed with a stalled server's timeout."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run a test once more if it failed with a stalled server's timeout
+    (with pytest-rerunfailures installed, as the nox session does)."""
+    if not config.pluginmanager.hasplugin("rerunfailures"):
+        return
     here = Path(__file__).parent
     for item in items:
         if here in item.path.parents:
