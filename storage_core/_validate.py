@@ -42,7 +42,8 @@ def _place(where: Where, suffix: str = "") -> str:
 _encoder = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
-def _check_text(what: str, value: object, limits: Limits) -> str:
+def _check_text(where: Where, value: object, limits: Limits, suffix: str = "") -> str:
+    """``value`` if it is a valid id or role; errors name it ``_place(where, suffix)``."""
     if (
         type(value) is str
         and value.isascii()  # so no lone surrogate either
@@ -50,6 +51,7 @@ def _check_text(what: str, value: object, limits: Limits) -> str:
         and "\x00" not in value
     ):
         return value
+    what = _place(where, suffix)
     if isinstance(value, enum.Enum) and isinstance(value.value, str):
         value = value.value
     if not isinstance(value, str):
@@ -276,13 +278,7 @@ def _fields(obj: object, where: Where) -> tuple[object, object, object]:
 def _checked(obj: object, limits: Limits, where: Where) -> tuple[str, object, int | None]:
     """``(role, content, timestamp)`` with role and timestamp validated."""
     role, content, timestamp = _fields(obj, where)
-    if not (  # the common case, without building the names errors need
-        type(role) is str
-        and role.isascii()
-        and 0 < len(role) <= limits.max_id_length
-        and "\x00" not in role
-    ):
-        role = _check_text(_place(where, "role"), role, limits)
+    role = _check_text(where, role, limits, "role")
     if timestamp is not None:
         timestamp = check_timestamp(timestamp, _place(where, "timestamp"))
     return role, content, timestamp
