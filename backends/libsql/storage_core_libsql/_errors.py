@@ -65,6 +65,10 @@ def translate(
         return AuthenticationError(f"{what}: the libSQL server rejected the auth token ({detail})")
     if code in _BUSY_CODES or (isinstance(exc, LibsqlError) and "database is locked" in detail):
         return TransientError(f"{what}: the database is busy ({detail})")
+    if status == 429:
+        # Too many requests (sqld's --max-concurrent-requests, Turso's rate
+        # limits): refused before it ran.
+        return TransientError(f"{what}: the libSQL server is overloaded ({detail})")
     if isinstance(exc, aiohttp.ClientConnectorError):
         # No connection was made, so nothing was sent.
         return TransientError(f"{what}: cannot reach the libSQL server ({detail})")

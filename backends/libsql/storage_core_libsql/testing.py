@@ -243,13 +243,14 @@ class Sqld:
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)
+        command = [str(self.binary), "--no-welcome", "-d", str(self.data_dir),
+                   "--http-listen-addr", f"127.0.0.1:{self.port}"]
         # sqld's default of 128 concurrent database connections and requests
         # can be reached by a test run's many short-lived clients and processes;
-        # past it, requests wait without an answer, which looks like a stall.
-        command = [str(self.binary), "--no-welcome", "-d", str(self.data_dir),
-                   "--http-listen-addr", f"127.0.0.1:{self.port}",
-                   "--max-concurrent-connections", "1024",
-                   "--max-concurrent-requests", "1024"]
+        # raised unless the caller sets them (sqld refuses a flag given twice).
+        for flag in ("--max-concurrent-connections", "--max-concurrent-requests"):
+            if flag not in self.args:
+                command += [flag, "1024"]
         if self.grpc_port is not None:
             command += ["--grpc-listen-addr", f"127.0.0.1:{self.grpc_port}"]
         with self.log_path.open("ab") as log:

@@ -17,6 +17,9 @@ def test_busy_and_auth_codes_are_translated() -> None:
                           AuthenticationError)
     http401 = LibsqlError("Server returned HTTP status 401", "SERVER_ERROR")
     assert isinstance(translate(http401, "x", write=False), AuthenticationError)
+    http429 = LibsqlError("Server returned HTTP status 429", "SERVER_ERROR")
+    overloaded = translate(http429, "append", write=True)
+    assert isinstance(overloaded, TransientError) and not overloaded.ambiguous
     http502 = LibsqlError("Server returned HTTP status 502", "SERVER_ERROR")
     error = translate(http502, "append", write=True)
     assert isinstance(error, TransientError) and error.ambiguous

@@ -144,6 +144,33 @@ async def test_stalled_server_times_out_and_is_restarted(sqld_launcher: Any, sch
         await storage.close()
 
 
+async def test_too_many_requests_are_retried(
+    sqld_launcher: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that admits one request at a time answers the others with
+    HTTP 429; those saves are retried (nothing ran) and all of them land."""
+    server = sqld_launcher("--max-concurrent-requests", "2")
+    retry = RetryPolicy(attempts=20, initial_delay=0.01, max_delay=0.2)
+    storages = [make_storage(server.http_url, retry=retry) for _ in range(4)]
+    caplog.set_level(logging.DEBUG, logger="storage_core.retry")
+    try:
+        await storages[0].initialize()
+
+        async def save_five(n: int) -> None:
+            for i in range(5):
+                role = "user" if i % 2 == 0 else "assistant"
+                await storages[n].append_messages("busy", "s", f"a{n}", [msg(role, str(i))])
+
+        await asyncio.gather(*(save_five(n) for n in range(4)))
+        for n in range(4):
+            history = await storages[n].fetch_chat("busy", "s", f"a{n}")
+            assert [m.index for m in history] == [0, 1, 2, 3, 4]
+    finally:
+        for storage in storages:
+            await storage.close()
+    assert any("429" in r.getMessage() for r in caplog.records), "no request was refused"
+
+
 class SilentServer:
     """Accepts TCP connections and never answers: a hung server."""
 
