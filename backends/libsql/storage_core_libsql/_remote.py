@@ -1,6 +1,8 @@
 """The remote engine: a storage_core backend on sqld or Turso, over Hrana.
 
-Every save is ONE ``client.batch`` request: libsql-client wraps the
+Every save is ONE request. One message with nothing to trim or read back is
+a single ``INSERT ... RETURNING`` statement, a transaction by itself. Any
+other save is one ``client.batch``: libsql-client wraps the
 statements in ``BEGIN`` ... ``COMMIT`` (a ``ROLLBACK`` step runs if any fails)
 and the server runs the whole batch on one connection, over HTTP as well as
 over a WebSocket, so a save is atomic without interactive transactions. The
@@ -100,17 +102,25 @@ class _Server:
         async def send(client: libsql_client.Client) -> list[Any]:
             return list(await client.batch(stmts))
 
-        if write:
-            async with self._writes:
-                return await self._request(what, send, write=True)
-        return await self._request(what, send, write=False)
+        return await self._send(what, send, write=write)
 
-    async def query(self, what: str, text: str, args: Sequence[Any]) -> list[Any]:
+    async def query(
+        self, what: str, text: str, args: Sequence[Any], *, write: bool = False
+    ) -> list[Any]:
+        """One statement, in its own transaction; its rows as tuples."""
         statement = libsql_client.Statement(text, list(args))
 
         async def send(client: libsql_client.Client) -> list[Any]:
             return _tuples(await client.execute(statement))
 
+        return await self._send(what, send, write=write)
+
+    async def _send(
+        self, what: str, send: Callable[[libsql_client.Client], Awaitable[T]], *, write: bool
+    ) -> T:
+        if write:
+            async with self._writes:
+                return await self._request(what, send, write=True)
         return await self._request(what, send, write=False)
 
     async def _request(
@@ -221,6 +231,14 @@ class LibsqlBackend:
 
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request)
+        if len(request.rows) == 1 and plan.trim is None and plan.read is None:
+            # One statement is a transaction by itself (it reads the last row
+            # and inserts in one step; SQLite refuses the write with BUSY if
+            # another writer committed in between): no BEGIN, lock or COMMIT
+            # steps around it.
+            text, args = plan.returning_insert()
+            rows = await self._writer.query("append", text, args, write=True)
+            return plan.result(*indexes_taken(rows), [])
         statements = [(sql.TAKE_WRITE_LOCK, ()), *plan.statements()]
         results = await self._writer.batch("append", statements, write=True)
         # results: the lock, the inserts (each returning indexes), [trim], [read]
