@@ -135,42 +135,25 @@ class StoredMessage:
 
 
 def messages_from_rows(
-    rows: Iterable[tuple[str, int, str, str, int]],
+    rows: Iterable[tuple[str, int, str, str, int]], *, prefix_assistant: bool = False
 ) -> list[StoredMessage]:
     """One :class:`StoredMessage` per ``(agent_id, message_index, role,
     content_json, timestamp)`` row, content left to decode on first access.
+    With ``prefix_assistant`` (the session view), an assistant message's
+    content gets the ``[agent_id] `` prefix (:func:`prefix_agent`) when it is
+    decoded.
 
     The hot loop of every read, so it fills the slots directly rather than
     calling :meth:`StoredMessage.from_json` per row (half the cost).
     """
     new, cls, missing = object.__new__, StoredMessage, _MISSING
+    assistant = _PREFIXED if prefix_assistant else _MISSING
     out: list[StoredMessage] = []
     append = out.append
     for agent_id, index, role, content_json, timestamp in rows:
         message = new(cls)
         message.role = role
-        message._content = missing
-        message._json = content_json
-        message.timestamp = timestamp
-        message.index = index
-        message.agent_id = agent_id
-        append(message)
-    return out
-
-
-def session_messages_from_rows(
-    rows: Iterable[tuple[str, int, str, str, int]],
-) -> list[StoredMessage]:
-    """Like :func:`messages_from_rows`, for the session view: an assistant
-    message's content gets the ``[agent_id] `` prefix (:func:`prefix_agent`)
-    when it is decoded, on first access."""
-    new, cls, missing, prefixed = object.__new__, StoredMessage, _MISSING, _PREFIXED
-    out: list[StoredMessage] = []
-    append = out.append
-    for agent_id, index, role, content_json, timestamp in rows:
-        message = new(cls)
-        message.role = role
-        message._content = prefixed if role == "assistant" else missing
+        message._content = assistant if role == "assistant" else missing
         message._json = content_json
         message.timestamp = timestamp
         message.index = index

@@ -29,12 +29,7 @@ from ._backend import (
     TableTools,
 )
 from ._limits import Limits
-from ._model import (
-    SessionInfo,
-    StoredMessage,
-    messages_from_rows,
-    session_messages_from_rows,
-)
+from ._model import SessionInfo, StoredMessage, messages_from_rows
 from ._retry import RetryPolicy
 from ._rules import (
     TRIM_MODES,
@@ -310,7 +305,9 @@ class ChatStorage:
         )
         # (agent_id, message_index, role, content, timestamp) by (timestamp,
         # agent_id, message_index); content decoded (and prefixed) when read.
-        return session_messages_from_rows(session_order(rows, itemgetter(4, 0, 1)))
+        return messages_from_rows(
+            session_order(rows, itemgetter(4, 0, 1)), prefix_assistant=True
+        )
 
     async def list_sessions(self, user_id: str) -> list[SessionInfo]:
         """The user's sessions, newest activity first."""

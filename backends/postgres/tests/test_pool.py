@@ -4,7 +4,9 @@ server, what a cancelled call leaves behind and the upgrade of the save function
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
@@ -291,38 +293,51 @@ async def test_a_cancelled_save_is_cancelled_on_the_server(postgres_database_url
             await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def _older_schema(database_url: str, schema: str, *changes: str) -> AsyncIterator[str]:
+    """The current schema with ``changes`` applied, as an earlier release left
+    it (not ``ready``); yields a storage URL on it, then checks that the
+    storage's initialize() made it current again, and drops it."""
+    statements = Statements(schema)
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.execute(statements.schema_script)
+        for change in changes:
+            await admin.execute(change)
+        assert not await admin.fetchval(statements.ready)
+        yield f"{database_url}?schema={schema}&min_size=1&max_size=1"
+        assert await admin.fetchval(statements.ready)
+    finally:
+        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        await admin.close()
+
+
 @pytest.mark.asyncio
 async def test_initialize_replaces_an_older_save_function(postgres_database_url: str) -> None:
     """A schema made by an earlier release (same tables, older function body,
     comment without the revision) gets the current function on initialize()."""
     schema = "older_function"
-    statements = Statements(schema)
-    admin = await asyncpg.connect(postgres_database_url)
-    try:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.execute(statements.schema_script)
-        # What an earlier release left: another body, the plain comment.
-        await admin.execute(
-            f'CREATE OR REPLACE FUNCTION "{schema}".storage_core_append('
-            "p_user text, p_session text, p_agent text, p_roles text[], p_contents text[], "
-            "p_timestamps bigint[], p_skip_same_role boolean, p_keep integer, "
-            "p_history boolean, p_history_limit integer) "
-            "RETURNS TABLE (r_kind smallint, r_agent_id text, r_index integer, r_role text, "
-            "r_content text, r_timestamp bigint) LANGUAGE sql AS 'SELECT NULL::smallint, "
-            "NULL, NULL::integer, NULL, NULL, NULL::bigint WHERE false'")
-        await admin.execute(
-            f'COMMENT ON FUNCTION "{schema}".storage_core_append(text, text, text, text[], '
-            "text[], bigint[], boolean, integer, boolean, integer) IS 'storage_core schema 1'")
-        assert not await admin.fetchval(statements.ready)
-        url = f"{postgres_database_url}?schema={schema}&min_size=1&max_size=1"
-        async with make_storage(url) as storage:
-            stored = await storage.save_chat_message(
-                "up", "s", "a", {"role": "user", "content": "hi"})
-            assert [(m.index, m.role) for m in stored] == [(0, "user")]
-        assert await admin.fetchval(statements.ready)
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.close()
+    # What an earlier release left: another body, the plain comment.
+    older_body = (
+        f'CREATE OR REPLACE FUNCTION "{schema}".storage_core_append('
+        "p_user text, p_session text, p_agent text, p_roles text[], p_contents text[], "
+        "p_timestamps bigint[], p_skip_same_role boolean, p_keep integer, "
+        "p_history boolean, p_history_limit integer) "
+        "RETURNS TABLE (r_kind smallint, r_agent_id text, r_index integer, r_role text, "
+        "r_content text, r_timestamp bigint) LANGUAGE sql AS 'SELECT NULL::smallint, "
+        "NULL, NULL::integer, NULL, NULL, NULL::bigint WHERE false'"
+    )
+    plain_comment = (
+        f'COMMENT ON FUNCTION "{schema}".storage_core_append(text, text, text, text[], '
+        "text[], bigint[], boolean, integer, boolean, integer) IS 'storage_core schema 1'"
+    )
+    async with _older_schema(
+        postgres_database_url, schema, older_body, plain_comment
+    ) as url, make_storage(url) as storage:
+        stored = await storage.save_chat_message(
+            "up", "s", "a", {"role": "user", "content": "hi"})
+        assert [(m.index, m.role) for m in stored] == [(0, "user")]
 
 
 @pytest.mark.asyncio
@@ -332,28 +347,21 @@ async def test_initialize_adds_the_one_row_function_to_a_revision_2_schema(
     """Revision 2 had only storage_core_append; initialize() adds
     storage_core_append_one, which single-message saves call."""
     schema = "revision_2"
-    statements = Statements(schema)
-    admin = await asyncpg.connect(postgres_database_url)
-    try:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.execute(statements.schema_script)
-        await admin.execute(
-            f'DROP FUNCTION "{schema}".storage_core_append_one(text, text, text, text, text, '
-            "bigint, boolean, integer, boolean, integer)")
-        await admin.execute(
-            f'COMMENT ON FUNCTION "{schema}".storage_core_append(text, text, text, text[], '
-            "text[], bigint[], boolean, integer, boolean, integer) "
-            "IS 'storage_core schema 1, append revision 2'")
-        assert not await admin.fetchval(statements.ready)
-        url = f"{postgres_database_url}?schema={schema}&min_size=1&max_size=1"
-        async with make_storage(url) as storage:
-            await storage.save_chat_messages(
-                "up", "s", "a", [{"role": "user", "content": "a"},
-                                 {"role": "assistant", "content": "b"}])
-            stored = await storage.save_chat_message(
-                "up", "s", "a", {"role": "user", "content": "c"}, max_history_size=2)
-            assert [(m.index, m.role) for m in stored] == [(1, "assistant"), (2, "user")]
-        assert await admin.fetchval(statements.ready)
-    finally:
-        await admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        await admin.close()
+    no_one_row_function = (
+        f'DROP FUNCTION "{schema}".storage_core_append_one(text, text, text, text, text, '
+        "bigint, boolean, integer, boolean, integer)"
+    )
+    revision_2_comment = (
+        f'COMMENT ON FUNCTION "{schema}".storage_core_append(text, text, text, text[], '
+        "text[], bigint[], boolean, integer, boolean, integer) "
+        "IS 'storage_core schema 1, append revision 2'"
+    )
+    async with _older_schema(
+        postgres_database_url, schema, no_one_row_function, revision_2_comment
+    ) as url, make_storage(url) as storage:
+        await storage.save_chat_messages(
+            "up", "s", "a", [{"role": "user", "content": "a"},
+                             {"role": "assistant", "content": "b"}])
+        stored = await storage.save_chat_message(
+            "up", "s", "a", {"role": "user", "content": "c"}, max_history_size=2)
+        assert [(m.index, m.role) for m in stored] == [(1, "assistant"), (2, "user")]
