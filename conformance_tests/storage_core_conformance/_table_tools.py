@@ -59,6 +59,45 @@ class TableToolsTests:
 
     @aio
     @requires("read_your_writes")
+    async def test_trimming_counts_messages_when_indexes_have_gaps(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds
+    ) -> None:
+        """A conversation imported with gaps in its indexes: every trim keeps
+        the newest N messages by count, and the history returned is the rows
+        kept (a trim computed from the newest index keeps fewer)."""
+        c = fresh_ids.conv()
+        gapped = [0, 3, 4, 10, 11, 20, 21, 22, 40]
+        rows = [
+            TableRow(*c, i, "user" if n % 2 == 0 else "assistant",
+                     json.dumps([{"text": f"imported-{i}"}]), 1000 + n)
+            for n, i in enumerate(gapped)
+        ]
+        async with _tools(storage_factory) as s:
+            assert await s._t(s.raw.import_rows(rows)) == len(rows)
+
+            async def indexes() -> list[int]:
+                return [m.index for m in await s.fetch_chat(*c)]
+
+            assert [m.index for m in await s.fetch_chat(*c, max_history_size=4)] == [
+                20, 21, 22, 40]
+            history = await s.save_chat_message(
+                *c, {"role": "assistant", "content": "one"}, max_history_size=6)
+            assert [m.index for m in history] == [11, 20, 21, 22, 40, 41]
+            assert await indexes() == [11, 20, 21, 22, 40, 41]
+
+            history = await s.save_chat_messages(
+                *c, [{"role": "user", "content": "two"}, {"role": "assistant", "content": "3"}],
+                max_history_size=5)
+            assert [m.index for m in history] == [22, 40, 41, 42, 43]
+            assert await indexes() == [22, 40, 41, 42, 43]
+
+            stored = await s.append_messages(
+                *c, [{"role": "user", "content": "four"}], max_history_size=3)
+            assert [m.index for m in stored] == [44]
+            assert await indexes() == [42, 43, 44]
+
+    @aio
+    @requires("read_your_writes")
     async def test_export_pages_cover_every_row_once_in_key_order(
         self, storage_factory: StorageFactory, fresh_ids: FreshIds
     ) -> None:

@@ -2,7 +2,7 @@
 
 Each derives from the in-memory reference and breaks one rule. The module
 registers the schemes ``broken-notrim``, ``broken-lostwrite``,
-``broken-wrongorder`` and ``broken-leaky`` when passed to
+``broken-wrongorder``, ``broken-leaky`` and ``broken-indextrim`` when passed to
 ``storage_core.register_plugin``.
 """
 
@@ -68,6 +68,22 @@ class LeakyBackend(MemoryBackend):
                 if key.session_id == session_id for row in rows]
 
 
+class IndexTrimBackend(MemoryBackend):
+    """Trims by index arithmetic (keeps indexes above the newest minus N), as
+    if indexes had no gaps: an imported conversation with gaps keeps fewer."""
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        result = await super().append(dataclasses.replace(request, keep=None, history=False))
+        key = request.key
+        rows = self._store.conversations.get(key, [])
+        if request.keep is not None and rows:
+            cut = rows[-1].message_index - request.keep
+            rows = [r for r in rows if r.message_index > cut]
+            self._store.conversations[key] = rows
+        history = newest(rows, request.history_limit) if request.history else None
+        return AppendResult(stored=result.stored, history=history)
+
+
 def _factory(cls: type[MemoryBackend]) -> Any:
     def build(url: StorageURL, options: Mapping[str, Any]) -> MemoryBackend:
         return cls()
@@ -79,10 +95,11 @@ notrim = _factory(NoTrimBackend)
 lostwrite = _factory(LostWriteBackend)
 wrongorder = _factory(WrongOrderBackend)
 leaky = _factory(LeakyBackend)
+indextrim = _factory(IndexTrimBackend)
 
 
 @hookimpl
 def storage_core_register_backends(registry: BackendRegistry) -> None:
-    for name in ("notrim", "lostwrite", "wrongorder", "leaky"):
+    for name in ("notrim", "lostwrite", "wrongorder", "leaky", "indextrim"):
         registry.register(f"broken-{name}", f"broken_backends:{name}",
                           distribution="storage-core-conformance-selftest")

@@ -67,6 +67,7 @@ BROKEN_CLASSES = (
     + _class("TestLostWrite", "broken-lostwrite://")
     + _class("TestWrongOrder", "broken-wrongorder://")
     + _class("TestLeaky", "broken-leaky://")
+    + _class("TestIndexTrim", "broken-indextrim://")
     + _class("TestOverrides", "memory://", '''
         def test_trim_deletes_older_rows(self) -> None:
             pass
@@ -95,6 +96,8 @@ BROKEN_SELECTION = {
     "TestWrongOrder": ["test_fetch_limit_only_limits", "test_save_returns_what_fetch_returns",
                        "test_random_calls_match_reference"],
     "TestLeaky": ["test_users_never_mix", "test_random_calls_match_reference"],
+    "TestIndexTrim": ["test_trimming_counts_messages_when_indexes_have_gaps",
+                      "test_trim_deletes_older_rows"],
     "TestOverrides": ["test_no_conformance_test_overridden", "test_known_failures_name_real_tests"],
     "TestKnownFailures": ["test_trim_deletes_older_rows", "test_async_with",
                           "test_bad_id_rejected", "test_no_conformance_test_overridden"],
@@ -207,6 +210,13 @@ def test_leak_between_users_is_caught(runs: dict[str, Run]) -> None:
         "TestLeaky::test_users_never_mix",
         "TestLeaky::test_random_calls_match_reference",
     } <= run.failed(), run.output[-3000:]
+
+
+def test_trim_by_index_arithmetic_is_caught(runs: dict[str, Run]) -> None:
+    run = runs["broken"]
+    assert "TestIndexTrim::test_trimming_counts_messages_when_indexes_have_gaps" in run.failed(), (
+        run.output[-3000:])
+    assert "TestIndexTrim::test_trim_deletes_older_rows" in run.with_outcome("passed")
 
 
 def test_overriding_a_test_fails_the_guard(runs: dict[str, Run]) -> None:

@@ -29,21 +29,24 @@ _APPEND_ONE_ARGS = "text, text, text, text, text, bigint, boolean, integer, bool
 # expects another comment puts its own body back on its next initialize; the
 # bodies differ only in speed, so mixed versions stay correct meanwhile.
 # Revision 3 added storage_core_append_one (revision 2 still calls only
-# storage_core_append, which keeps its signature).
-APPEND_REVISION = 4
+# storage_core_append, which keeps its signature). Revision 5 trims by count
+# (the keep-th newest row is the cut), where revision 4 assumed contiguous
+# indexes and kept fewer rows of a conversation imported with gaps.
+APPEND_REVISION = 5
 
 # Lock, check the last role, insert, trim and read as separate statements:
 # under READ COMMITTED each statement takes a fresh snapshot, so everything
 # after the lock sees every save committed before it was granted. (One SQL
 # statement would keep the snapshot it took before waiting for the lock.)
 #
-# Indexes are contiguous (every save appends right after the newest row, a
-# trim removes the oldest, nothing else deletes part of a conversation), so
-# after the insert the newest p_keep rows are those above v_last - p_keep:
-# the trim needs no read first, and when the history limit is the trim's
-# (as the core always asks) the history is exactly the rows the trim kept,
-# read as a range of the primary key. That also keeps the read off the
-# lookup index and a sort, which the planner may prefer while the table's
+# Indexes may have gaps (conversations imported with gaps, rows deleted by
+# hand or by other tools), so a trim counts rows: one statement finds the
+# oldest row and the keep-th newest (the cut, walking the primary key
+# backwards p_keep entries), and the delete removes the primary-key range
+# between them. When the history limit is the trim's (as the core always
+# asks) the history is exactly the rows the trim kept, read as a range of
+# the primary key from the cut. That also keeps the read off the lookup
+# index and a sort, which the planner may prefer while the table's
 # statistics are missing or stale. A batch walks its arrays once with unnest
 # (a subscript of a text[] walks it from the start each time); a single row
 # goes to storage_core_append_one, which takes scalars: building and reading
@@ -77,15 +80,22 @@ _TRIM_AND_HISTORY = """\
         -- names both ends of its range: a primary-key range scan. With one
         -- end only, stale statistics (still counting rows trimmed since)
         -- make the planner scan the whole conversation on every save.
-        SELECT c.message_index INTO v_oldest
-        FROM {s}.conversations c
-        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-        ORDER BY c.message_index LIMIT 1;
-        IF v_oldest <= v_last - p_keep THEN
+        SELECT (SELECT c.message_index FROM {s}.conversations c
+                WHERE c.user_id = p_user AND c.session_id = p_session
+                  AND c.agent_id = p_agent
+                ORDER BY c.message_index LIMIT 1),
+               (SELECT c.message_index FROM {s}.conversations c
+                WHERE c.user_id = p_user AND c.session_id = p_session
+                  AND c.agent_id = p_agent
+                ORDER BY c.message_index DESC OFFSET p_keep - 1 LIMIT 1)
+        INTO v_oldest, v_cut;
+        IF v_oldest < v_cut THEN
             DELETE FROM {s}.conversations c
             WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-              AND c.message_index BETWEEN v_oldest AND v_last - p_keep;
+              AND c.message_index BETWEEN v_oldest AND v_cut - 1;
         END IF;
+        -- Fewer than p_keep rows: no cut, the whole conversation is kept.
+        v_cut := coalesce(v_cut, v_oldest);
     END IF;
 
     -- kind 1: the newest p_history_limit rows (all if NULL), oldest first.
@@ -94,7 +104,7 @@ _TRIM_AND_HISTORY = """\
             SELECT 1::smallint, c.agent_id, c.message_index, c.role, c.content, c."timestamp"
             FROM {s}.conversations c
             WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-              AND c.message_index > v_last - p_keep
+              AND c.message_index >= v_cut
             ORDER BY c.message_index;
     ELSIF p_history AND p_history_limit IS NULL THEN
         RETURN QUERY
@@ -128,6 +138,7 @@ DECLARE
     v_last integer;
     v_last_role text;
     v_oldest integer;
+    v_cut integer;
 BEGIN
 """ + _LOCK_AND_LAST + """\
     IF p_skip_same_role AND v_count > 0 AND v_last_role = p_roles[1] THEN
@@ -147,7 +158,6 @@ BEGIN
                    NULL::text, u.ts
             FROM unnest(p_roles, p_timestamps) WITH ORDINALITY AS u(role, ts, i)
             WHERE u.i >= v_first;
-        v_last := v_last + 1 + v_count - v_first;
     END IF;
 
 """ + _TRIM_AND_HISTORY
@@ -164,6 +174,7 @@ CREATE OR REPLACE FUNCTION {s}.storage_core_append_one(
 DECLARE
     v_last integer;
     v_oldest integer;
+    v_cut integer;
 BEGIN
 """ + _LOCK + """\
     INSERT INTO {s}.conversations
@@ -189,12 +200,6 @@ BEGIN
         RETURN NEXT;
     ELSIF p_keep IS NULL AND NOT p_history THEN
         RETURN;  -- the role rule left the row out, and nothing else is asked
-    ELSE
-        SELECT c.message_index INTO v_last
-        FROM {s}.conversations c
-        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-        ORDER BY c.message_index DESC LIMIT 1;
-        v_last := coalesce(v_last, -1);
     END IF;
 
 """ + _TRIM_AND_HISTORY

@@ -133,7 +133,7 @@ def plan_append(req: AppendRequest) -> AppendPlan:
     """The statements that carry out ``req`` (see ``storage_core.AppendRequest``)."""
     k = req.key
     conv = (k.user_id, k.session_id, k.agent_id)
-    trim = (sql.TRIM, (*conv, *conv, req.keep)) if req.keep is not None else None
+    trim = (sql.TRIM, (*conv, *conv, req.keep - 1)) if req.keep is not None else None
     read: Statement | None = None
     if req.history:
         limit = -1 if req.history_limit is None else req.history_limit

@@ -108,9 +108,14 @@ RETURNING message_index"""
 
 
 TRIM = f"""DELETE FROM conversations
-WHERE {_CONV} AND message_index <= (
-    SELECT MAX(message_index) FROM conversations WHERE {_CONV}) - ?"""
-"""(user, session, agent, user, session, agent, keep): keep the newest ``keep``."""
+WHERE {_CONV} AND message_index < (
+    SELECT message_index FROM conversations WHERE {_CONV}
+    ORDER BY message_index DESC LIMIT 1 OFFSET ?)"""
+"""(user, session, agent, user, session, agent, keep - 1): keep the newest
+``keep`` rows, counted, whatever gaps the indexes have (imported or
+hand-edited conversations): the cut is the index of the keep-th newest row,
+found by walking the primary key backwards; with fewer rows there is no cut
+(NULL) and nothing is deleted."""
 
 NEWEST = f"""SELECT {_COLUMNS} FROM conversations WHERE {_CONV}
 ORDER BY message_index DESC LIMIT ?"""
