@@ -10,7 +10,8 @@
         history = await storage.fetch_chat("u1", "s1", "support", max_history_size=20)
 
 Everything public is importable from here; plugin authors also use
-:mod:`storage_core.hookspecs` (``hookimpl``) and :mod:`storage_core.errors`.
+[`storage_core.hookspecs`][storage_core.hookspecs] (``hookimpl``) and
+[`storage_core.errors`][storage_core.errors].
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Backends store and return rows; the core validates input, encodes content
 as JSON text and applies every rule that needs no stored data. The one rule a
 backend applies itself is the part that must be atomic with the insert (see
-:class:`AppendRequest`).
+[`AppendRequest`][storage_core.AppendRequest]).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class StoredRow(NamedTuple):
 
 
 RowValues = tuple[str, int, str, str, int]
-"""A read row's values in :class:`StoredRow`'s order: ``(agent_id,
+"""A read row's values in [`StoredRow`][storage_core.StoredRow]'s order: ``(agent_id,
 message_index, role, content, timestamp)``. Reads may return StoredRows or
 plain tuples (a driver's rows as they come, when they come in this order):
 the core only unpacks them, so a backend need not build a StoredRow per row."""
@@ -119,7 +119,7 @@ class AppendRequest:
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """What a save stored (with indexes) and, if asked, the history after it
-    (oldest first; StoredRows or plain tuples, see :data:`RowValues`)."""
+    (oldest first; StoredRows or plain tuples, see [`RowValues`][storage_core.RowValues])."""
 
     stored: Sequence[StoredRow]
     history: Sequence[RowValues] | None
@@ -144,9 +144,20 @@ class Capabilities:
 class Backend(Protocol):
     """The async protocol every backend implements.
 
-    Errors are raised as :mod:`storage_core.errors` types, with the driver's
+    Errors are raised as [`storage_core.errors`][storage_core.errors] types, with the driver's
     exception as ``__cause__``; a failure worth retrying is a
-    :class:`~storage_core.errors.TransientError`.
+    [`TransientError`][storage_core.errors.TransientError].
+
+    The core calls a backend from one event loop at a time, the loop its
+    connections belong to. When that loop has stopped (``asyncio.run``
+    returned) and another loop calls, or when the core moves the connections
+    to a loop of its own, it first calls the backend's optional
+    ``detach(self) -> None`` if it has one, then ``initialize()`` again on
+    the new loop. ``detach()`` is synchronous and must not await or touch
+    the old loop (it may be closed): it forgets, or closes without the loop,
+    whatever is bound to that loop (connections, sessions, ``asyncio`` locks
+    and semaphores), so that the next ``initialize()`` opens new ones. A
+    backend with nothing bound to a loop need not define it.
     """
 
     capabilities: Capabilities
@@ -156,15 +167,15 @@ class Backend(Protocol):
         from many processes at once."""
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        """Store a batch atomically; see :class:`AppendRequest`."""
+        """Store a batch atomically; see [`AppendRequest`][storage_core.AppendRequest]."""
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         """The newest ``limit`` rows of a conversation (all if None), oldest
-        first: StoredRows or plain tuples (see :data:`RowValues`)."""
+        first: StoredRows or plain tuples (see [`RowValues`][storage_core.RowValues])."""
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
         """Every row of every agent of a session, in any order: StoredRows or
-        plain tuples (see :data:`RowValues`)."""
+        plain tuples (see [`RowValues`][storage_core.RowValues])."""
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         """One entry per session of the user, in any order."""

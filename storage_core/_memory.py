@@ -1,6 +1,6 @@
 """The in-memory backend (``memory://``): the reference every backend is held to.
 
-It is built directly on the functions of :mod:`storage_core._rules`, so it
+It is built directly on the functions of `storage_core._rules`, so it
 is the oracle of the conformance suite. ``memory://`` opens a private store;
 ``memory://NAME`` opens a store shared by every storage of this process that
 uses the same name.
@@ -41,7 +41,7 @@ _named_lock = threading.Lock()
 
 
 class MemoryBackend:
-    """A :class:`~storage_core.Backend` keeping rows in Python lists."""
+    """A [`Backend`][storage_core.Backend] keeping rows in Python lists."""
 
     capabilities = Capabilities(shared_across_processes=False, persistent=False)
 

@@ -42,10 +42,10 @@ class StoredMessage:
     first message ever stored there, one more for each message after it.
 
     Reads hand the content over as the JSON text the database returned and
-    decode it on first access of :attr:`content` (then keep the value), so a
-    call whose result is not looked at, such as the history a save returns,
-    pays for no decoding. Equality, ``repr`` and :meth:`to_dict` use the
-    decoded content.
+    decode it on first access of [`content`][storage_core.StoredMessage.content] (then keep the
+    value), so a call whose result is not looked at, such as the history a save
+    returns, pays for no decoding. Equality, ``repr`` and
+    [`to_dict`][storage_core.StoredMessage.to_dict] use the decoded content.
     """
 
     __slots__ = ("_content", "_json", "agent_id", "index", "role", "timestamp")
@@ -72,7 +72,7 @@ class StoredMessage:
         cls, role: str, content_json: str, timestamp: int, index: int, agent_id: str
     ) -> StoredMessage:
         """A message whose content is the JSON text ``content_json``, decoded
-        when :attr:`content` is first read."""
+        when [`content`][storage_core.StoredMessage.content] is first read."""
         message = cls(role, _MISSING, timestamp, index, agent_id)
         message._json = content_json
         return message
@@ -81,7 +81,7 @@ class StoredMessage:
     def content(self) -> Any:
         """The content: any JSON value, usually a list of content blocks.
 
-        Raises :class:`~storage_core.errors.StorageError` if the stored text is
+        Raises [`StorageError`][storage_core.errors.StorageError] if the stored text is
         not valid JSON (a row written by something else than storage_core).
         """
         text = self._json
@@ -137,14 +137,15 @@ class StoredMessage:
 def messages_from_rows(
     rows: Iterable[tuple[str, int, str, str, int]], *, prefix_assistant: bool = False
 ) -> list[StoredMessage]:
-    """One :class:`StoredMessage` per ``(agent_id, message_index, role,
+    """One [`StoredMessage`][storage_core.StoredMessage] per ``(agent_id, message_index, role,
     content_json, timestamp)`` row, content left to decode on first access.
     With ``prefix_assistant`` (the session view), an assistant message's
-    content gets the ``[agent_id] `` prefix (:func:`prefix_agent`) when it is
+    content gets the ``[agent_id] `` prefix (`prefix_agent`) when it is
     decoded.
 
     The hot loop of every read, so it fills the slots directly rather than
-    calling :meth:`StoredMessage.from_json` per row (half the cost).
+    calling [`StoredMessage.from_json`][storage_core.StoredMessage.from_json] per row
+    (half the cost).
     """
     new, cls, missing = object.__new__, StoredMessage, _MISSING
     assistant = _PREFIXED if prefix_assistant else _MISSING

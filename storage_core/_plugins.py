@@ -95,7 +95,7 @@ def load_failures() -> list[PluginLoadFailure]:
 def register_plugin(plugin: object, name: str | None = None) -> str:
     """Register a plugin object (module, class or instance) directly.
 
-    Returns the name it was registered under, for :func:`unregister_plugin`.
+    Returns the name it was registered under, for `unregister_plugin`.
     Unknown ``storage_core_*`` hook names are rejected.
     """
     pm = get_plugin_manager()
@@ -111,7 +111,7 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 
 
 def unregister_plugin(name: str) -> None:
-    """Remove a plugin registered with :func:`register_plugin`."""
+    """Remove a plugin registered with [`register_plugin`][storage_core.register_plugin]."""
     get_plugin_manager().unregister(name=name)
 
 

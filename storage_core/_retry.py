@@ -20,7 +20,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How the core repeats a call that failed with a :class:`TransientError`.
+    """How the core repeats a call that failed with a
+    [`TransientError`][storage_core.errors.TransientError].
 
     At most ``attempts`` tries in all, waiting a random time up to
     ``initial_delay * 2**n`` (capped at ``max_delay``) between them, and never

@@ -71,7 +71,7 @@ def drop_consecutive_roles(batch: Sequence[R], last_role: str | None) -> list[R]
 
 
 def dedupe_within_batch(batch: Sequence[R]) -> list[R]:
-    """The part of :func:`drop_consecutive_roles` that needs no stored data."""
+    """The part of `drop_consecutive_roles` that needs no stored data."""
     kept: list[R] = []
     for message in batch:
         if not kept or kept[-1].role != message.role:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from operator import itemgetter
@@ -29,6 +30,7 @@ from ._backend import (
     TableTools,
 )
 from ._limits import Limits
+from ._loops import LoopThread, loop_is_live, run_on
 from ._model import SessionInfo, StoredMessage, messages_from_rows
 from ._retry import RetryPolicy
 from ._rules import (
@@ -42,12 +44,11 @@ from ._rules import (
 from ._urls import redact_text, scrub_exception
 from ._validate import (
     Encoded,
+    check_count,
     check_id,
     check_max_history_size,
+    check_table_rows,
     check_timestamp,
-    coerce_message,
-    decode_content,
-    encode_content,
     encode_message,
     encode_messages,
 )
@@ -63,12 +64,22 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+async def _nothing() -> None:
+    return None
+
+
+# How a call reaches the backend (see ChatStorage._on_home).
+_DIRECT, _OWN, _MOVE, _WAIT = "direct", "own loop", "move", "wait"
+
+
 class ChatStorage:
     """Conversation history on one database, the same on every backend.
 
-    Create it with :func:`storage_core.make_storage`. Use it as
-    ``async with make_storage(url) as storage:`` or call :meth:`initialize`
-    and :meth:`close` yourself; a call before ``initialize()`` initializes.
+    Create it with [`storage_core.make_storage`][storage_core.make_storage]. Use it as
+    ``async with make_storage(url) as storage:`` or call
+    [`initialize`][storage_core.ChatStorage.initialize] and
+    [`close`][storage_core.ChatStorage.close] yourself; a call before
+    ``initialize()`` initializes.
     """
 
     def __init__(
@@ -95,9 +106,16 @@ class ChatStorage:
         self._retry = retry or RetryPolicy()
         self._secrets = tuple(s for s in secrets if s)
         self._clock = clock
-        self._ready = False
         self._closed = False
-        self._init_lock: asyncio.Lock | None = None
+        # Event loops (see _on_home). ``_guard`` covers the fields below it.
+        self._guard = threading.Lock()
+        self._home: asyncio.AbstractEventLoop | None = None  # the connections' loop
+        self._epoch = 0  # bumped whenever the connections are dropped
+        self._running = 0  # calls of this epoch running directly on the home loop
+        self._moving = False  # a call is moving the connections to _own_loop
+        self._own_loop: LoopThread | None = None
+        self._ready_epoch = -1  # the epoch the backend was initialized in
+        self._init_lock: tuple[int, asyncio.Lock] | None = None
 
     def __repr__(self) -> str:
         return f"<ChatStorage {self._url!r} on {type(self._backend).__name__}>"
@@ -123,24 +141,31 @@ class ChatStorage:
     # -- lifecycle ---------------------------------------------------------
 
     async def initialize(self) -> None:
-        """Connect and create the schema if needed. Idempotent."""
+        """Connect and create the schema if needed. Idempotent.
+
+        A storage may be used from any event loop: its connections belong to
+        the loop that first used it; once that loop has stopped, the next
+        loop to call reconnects and takes over; while it runs in another
+        thread, the connections move (once) to a loop of the storage's own
+        and every call is run there.
+        """
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
-        if self._ready:
-            return
-        if self._init_lock is None:
-            self._init_lock = asyncio.Lock()
-        async with self._init_lock:
-            if not self._ready:
-                await self._call("initialize", self._backend.initialize, write=False)
-                self._ready = True
+        await self._call("initialize", _nothing, write=False)
 
     async def close(self) -> None:
         """Release connections. Idempotent; any later call raises ClosedError."""
         if self._closed:
             return
         self._closed = True
-        await self._call("close", self._backend.close, write=False, retry=False)
+        try:
+            await self._call("close", self._backend.close, write=False, retry=False,
+                             connect=False)
+        finally:
+            with self._guard:
+                own, self._own_loop = self._own_loop, None
+            if own is not None:
+                await own.stop()
 
     async def __aenter__(self) -> ChatStorage:
         try:
@@ -173,13 +198,13 @@ class ChatStorage:
     ) -> list[StoredMessage]:
         """Store one message and return the conversation after the save.
 
-        The message is a :class:`Message`, a mapping with ``role`` and
+        The message is a [`Message`][storage_core.Message], a mapping with ``role`` and
         ``content`` (and optionally ``timestamp``), or any object with
         ``.role`` and ``.content``. It is not stored when its role equals the
         role of the conversation's last message (unless the storage was made
         with ``skip_consecutive_roles=False``). With ``max_history_size`` the
         oldest messages beyond it are deleted in the same transaction and the
-        newest ones returned, as :meth:`fetch_chat` would.
+        newest ones returned, as [`fetch_chat`][storage_core.ChatStorage.fetch_chat] would.
         """
         message = encode_message(new_message, self._limits)
         return await self._save(user_id, session_id, agent_id, [message], max_history_size)
@@ -194,8 +219,9 @@ class ChatStorage:
     ) -> list[StoredMessage]:
         """Store a batch atomically (all or nothing) and return the conversation.
 
-        The same rules as :meth:`save_chat_message` apply to each message; a
-        message with the role of the one before it in the batch is not stored.
+        The same rules as [`save_chat_message`][storage_core.ChatStorage.save_chat_message]
+        apply to each message; a message with the role of the one before it in
+        the batch is not stored.
         An empty batch stores nothing and returns the conversation.
         """
         messages = encode_messages(new_messages, self._limits)
@@ -209,7 +235,8 @@ class ChatStorage:
         messages: Sequence[Any],
         max_history_size: int | None = None,
     ) -> list[StoredMessage]:
-        """Store a batch like :meth:`save_chat_messages` but read nothing back.
+        """Store a batch like [`save_chat_messages`][storage_core.ChatStorage.save_chat_messages]
+        but read nothing back.
 
         Returns only the messages that were stored, with their index and
         timestamp.
@@ -349,6 +376,7 @@ class ChatStorage:
         """Every row of the database in (user, session, agent, index) order,
         read in pages of ``batch_size`` (memory stays flat however large)."""
         tools = self._tools("export")
+        check_count(batch_size, "batch_size")
         await self._ensure_ready()
         after: TableRow | None = None
         while True:
@@ -367,32 +395,11 @@ class ChatStorage:
         so importing the same rows twice adds nothing. Returns how many were
         inserted."""
         tools = self._tools("import")
-        checked = [self._check_row(row, n) for n, row in enumerate(rows)]
+        checked = check_table_rows(rows, self._limits)
         if not checked:
             return 0
         await self._ensure_ready()
         return await self._call("import", lambda: tools.import_rows(checked), write=False)
-
-    def _check_row(self, row: TableRow, n: int) -> TableRow:
-        where = f"row {n}"
-        if not isinstance(row, TableRow):
-            raise ValidationError(f"{where} is a {type(row).__name__}, not a TableRow")
-        self._key(row.user_id, row.session_id, row.agent_id)
-        coerce_message({"role": row.role, "content": None}, self._limits, where)
-        if isinstance(row.message_index, bool) or not isinstance(row.message_index, int) or (
-            row.message_index < 0
-        ):
-            raise ValidationError(f"{where} message_index must be an int >= 0")
-        if check_timestamp(row.timestamp, f"{where} timestamp") is None:
-            raise ValidationError(f"{where} has no timestamp")
-        if not isinstance(row.content, str):
-            raise ValidationError(f"{where} content must be JSON text")
-        try:
-            value = decode_content(row.content)
-        except ValueError:
-            raise ValidationError(f"{where} content is not valid JSON") from None
-        encode_content(value, self._limits, f"{where} content")
-        return row
 
     async def prune(self, before_timestamp: int) -> int:
         """Delete every conversation whose newest message is older than
@@ -426,7 +433,7 @@ class ChatStorage:
     async def _ensure_ready(self) -> None:
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
-        if not self._ready:
+        if self._ready_epoch != self._epoch:
             await self.initialize()
 
     async def _call(
@@ -436,26 +443,163 @@ class ChatStorage:
         *,
         write: bool,
         retry: bool = True,
+        connect: bool = True,
     ) -> T:
         """Run a backend call under the retry policy, translating stray errors.
 
         ``write`` marks calls that must not be repeated after an ambiguous
         failure: appends. Deletes, prune and import are idempotent (repeating
         one that was committed changes nothing), so they pass ``write=False``
-        and are retried like reads.
+        and are retried like reads. The call runs on the loop the backend's
+        connections belong to, initializing the backend first (unless
+        ``connect`` is false) if it is not yet, in this loop.
         """
+
+        async def attempt() -> T:
+            return await self._on_home(call, connect=connect)
+
         try:
             if retry:
-                return await self._retry.run(call, what=what, write=write)
-            return await call()
+                return await self._retry.run(attempt, what=what, write=write)
+            return await attempt()
         except StorageError as exc:
             self._scrub(exc)
             raise
         except Exception as exc:
             # A backend let a driver error through; never show it untranslated.
             error = StorageError(f"{what} failed: {type(exc).__name__}: {exc}")
-            self._scrub(error)
-            raise error from exc
+            error.__cause__ = exc
+            self._scrub(error)  # the cause too: a traceback shows it
+            raise error from error.__cause__
 
     def _scrub(self, exc: BaseException) -> None:
         scrub_exception(exc, self._secrets)
+
+    # -- event loops -------------------------------------------------------
+    #
+    # The backend's connections belong to one loop, the home. A call on the
+    # home loop runs there directly. A call on another loop when the home
+    # loop has stopped (asyncio.run returned) drops the old connections with
+    # the backend's synchronous ``detach()`` and reconnects: the caller's
+    # loop is the new home. A call on another loop while the home loop runs
+    # in another thread moves the connections, once, to a loop of the
+    # storage's own (a daemon thread), as soon as no call runs on the old home;
+    # from then on every call is handed to that loop. A user's loop is never
+    # handed calls: asyncio.run cancels all its tasks when its main coroutine
+    # returns, which would cancel another thread's write in the middle.
+
+    async def _on_home(self, call: Callable[[], Awaitable[T]], *, connect: bool) -> T:
+        loop = asyncio.get_running_loop()
+        while True:
+            with self._guard:
+                route, epoch, target = self._route(loop)
+            if route == _DIRECT:
+                try:
+                    if connect:
+                        await self._connect_here(epoch)
+                    return await call()
+                finally:
+                    self._leave(epoch)
+            if route == _OWN:
+                return await run_on(target, functools.partial(self._run_own, call, connect))
+            if route == _MOVE:
+                await self._move_home(target, epoch)
+            else:
+                await asyncio.sleep(0.001)  # another call is moving the connections
+
+    def _route(
+        self, loop: asyncio.AbstractEventLoop
+    ) -> tuple[str, int, asyncio.AbstractEventLoop]:
+        """How a call on ``loop`` reaches the backend (under ``_guard``)."""
+        home = self._home
+        if self._moving or home is None or home is loop:
+            if self._moving:
+                return _WAIT, self._epoch, loop
+            self._home = loop
+            self._running += 1
+            return _DIRECT, self._epoch, loop
+        own = self._own_loop
+        if own is not None and home is own.loop:
+            return _OWN, self._epoch, home
+        if not loop_is_live(home):
+            self._drop_home()
+            self._home = loop
+            self._running = 1
+            return _DIRECT, self._epoch, loop
+        self._moving = True
+        return _MOVE, self._epoch, home
+
+    def _leave(self, epoch: int) -> None:
+        """A direct call of ``epoch`` ended; the last one out drops the
+        connections if a call is waiting to move them."""
+        with self._guard:
+            if epoch != self._epoch:
+                return
+            self._running -= 1
+            if self._moving and self._running == 0:
+                self._drop_home()
+
+    def _drop_if_idle(self, epoch: int) -> None:
+        with self._guard:
+            if epoch == self._epoch and self._running == 0:
+                self._drop_home()
+
+    def _drop_home(self) -> None:
+        """Forget the home loop's connections (under ``_guard``), on its thread
+        or after it stopped: the backend's ``detach()`` awaits nothing."""
+        self._epoch += 1
+        self._running = 0
+        detach = getattr(self._backend, "detach", None)
+        if detach is None:
+            return
+        try:
+            detach()
+        except Exception as exc:  # the old connections are lost either way
+            log.warning("%r: detach() failed: %s", self, type(exc).__name__)
+
+    async def _move_home(self, home: asyncio.AbstractEventLoop, epoch: int) -> None:
+        """Move the connections from ``home`` (running in another thread) to
+        the storage's own loop, once no call runs directly on ``home``."""
+        try:
+            with self._guard:
+                idle = epoch == self._epoch and self._running == 0
+            if idle:
+                with contextlib.suppress(RuntimeError):  # closed since: dropped below
+                    home.call_soon_threadsafe(self._drop_if_idle, epoch)
+            while True:
+                with self._guard:
+                    if epoch != self._epoch:
+                        break
+                    if not loop_is_live(home):
+                        self._drop_home()
+                        break
+                await asyncio.sleep(0.001)
+            if self._closed:
+                raise ClosedError(f"{self!r} is closed")
+            own = LoopThread()
+        except BaseException:
+            with self._guard:
+                self._moving = False
+            raise
+        with self._guard:
+            self._own_loop = own
+            self._home = own.loop
+            self._moving = False
+
+    async def _run_own(self, call: Callable[[], Awaitable[T]], connect: bool) -> T:
+        """``call()`` on the storage's own loop."""
+        if connect:
+            await self._connect_here(self._epoch)
+        return await call()
+
+    async def _connect_here(self, epoch: int) -> None:
+        """Initialize the backend on the home loop, once per epoch."""
+        if self._ready_epoch == epoch:
+            return
+        lock = self._init_lock
+        if lock is None or lock[0] != epoch:
+            lock = self._init_lock = (epoch, asyncio.Lock())
+        async with lock[1]:
+            if self._ready_epoch != epoch:
+                await self._backend.initialize()
+                self._ready_epoch = epoch

@@ -6,11 +6,22 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
+from urllib.parse import (
+    parse_qsl,
+    quote,
+    quote_plus,
+    unquote,
+    unquote_plus,
+    urlencode,
+    urlsplit,
+)
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, StorageError
 
-__all__ = ["REDACTED", "Secret", "StorageURL", "parse_url", "redact_text", "scrub_exception"]
+__all__ = [
+    "REDACTED", "Secret", "StorageURL", "parse_url", "redact_text", "scrub_exception",
+    "url_secrets",
+]
 
 REDACTED = "***"
 
@@ -66,8 +77,9 @@ class StorageURL:
     ``scheme`` is lower-cased and includes any ``+driver`` suffix
     (``postgresql+asyncpg``); ``base_scheme`` is the part before ``+``.
     ``path`` is the URL path with percent-escapes decoded; for ``file:x.db``
-    and ``sqlite:///x.db`` it is ``x.db``. The password and secret query
-    parameters are :class:`Secret` objects, so printing the URL is safe.
+    and ``sqlite:///x.db`` it is ``x.db``. The password, secret-named query
+    parameters and query values that are URLs with credentials are
+    `Secret` objects, so printing the URL is safe.
     """
 
     scheme: str
@@ -118,11 +130,18 @@ class StorageURL:
             path = "/" + quote(self.path, safe="/:") if self.path else ""
             text = f"{self.scheme}://{netloc}{path}"
         if self.query:
-            pairs = [
-                (k, show(v) if isinstance(v, Secret) else v) for k, v in self.query.items()
-            ]
+            pairs = [(k, self._show_value(k, v, reveal)) for k, v in self.query.items()]
             text += "?" + urlencode(pairs, safe="*")
         return text
+
+    @staticmethod
+    def _show_value(name: str, value: str | Secret, reveal: bool) -> str:
+        if not isinstance(value, Secret):
+            return value
+        if reveal:
+            return value.reveal()
+        # A nested URL with credentials shows with them hidden.
+        return REDACTED if is_secret_param(name) else _redact_url(value.reveal())
 
     def __str__(self) -> str:
         return self.render()
@@ -132,10 +151,13 @@ class StorageURL:
 
 
 def parse_url(url: str) -> StorageURL:
-    """Parse ``url`` into a :class:`StorageURL`.
+    """Parse ``url`` into a [`StorageURL`][storage_core.StorageURL].
 
-    Raises :class:`ConfigurationError` (which never repeats a password) when
-    the text is not a URL with a scheme.
+    Raises [`ConfigurationError`][storage_core.errors.ConfigurationError] (which never
+    repeats a password) when the text is not a URL with a scheme, or when it is
+    ambiguous: a ``#``, a space in the user name or password, or an ``@`` outside the user
+    information and nested URLs (a password with a raw ``/``, ``?`` or ``#``
+    reads that way).
     """
     if not isinstance(url, str):
         raise ConfigurationError(f"storage URL must be a string, not {type(url).__name__}")
@@ -143,13 +165,18 @@ def parse_url(url: str) -> StorageURL:
     if match is None:
         raise ConfigurationError(
             f"not a storage URL (no scheme such as sqlite:// or postgresql://): "
-            f"{redact_text(url)!r}"
+            f"{_redact_url(url)!r}"
         )
     scheme = match.group(1).lower()
     rest = url[match.end():]
     if not rest.startswith("//"):
         # Opaque form, as in ``file:local.db`` or ``memory:``.
         path, _, query = rest.partition("?")
+        problem = _query_ambiguity(query)
+        if problem:
+            raise ConfigurationError(
+                f"ambiguous storage URL {_redact_url(url)!r}: {problem}; {_ENCODE_HINT}"
+            )
         return StorageURL(
             scheme=scheme, path=unquote(path), query=_parse_query(query), opaque=True
         )
@@ -157,7 +184,14 @@ def parse_url(url: str) -> StorageURL:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise ConfigurationError(f"malformed storage URL {redact_text(url)!r}") from None
+        raise ConfigurationError(
+            f"malformed storage URL {_redact_url(url)!r}; {_ENCODE_HINT}"
+        ) from None
+    problem = _ambiguity(url, parts.netloc, parts.path, parts.query)
+    if problem:
+        raise ConfigurationError(
+            f"ambiguous storage URL {_redact_url(url)!r}: {problem}; {_ENCODE_HINT}"
+        )
     path = unquote(parts.path)
     if path.startswith("/"):
         # sqlite:///x.db -> "x.db"; sqlite:////abs.db -> "/abs.db"; pg://h/db -> "db"
@@ -173,37 +207,248 @@ def parse_url(url: str) -> StorageURL:
     )
 
 
+_ENCODE_HINT = (
+    "percent-encode / ? # @ % & and spaces in a user name, password or token (/ is %2F, "
+    "? %3F, # %23, @ %40, % %25, & %26, a space %20)"
+)
+
+
+def _ambiguity(url: str, netloc: str, path: str, query: str) -> str | None:
+    """Why a URL that ``urlsplit`` accepted may not mean what it seems, or None.
+
+    Each case is a password or user name with a raw ``/``, ``?``, ``#`` or
+    space read as the start of the path, query or fragment: parsing on
+    would show the rest of it as a path or option.
+    """
+    if "#" in url:
+        return "it has a # (storage URLs take no #fragment)"
+    if any(c.isspace() for c in netloc):
+        return "a space before the host"
+    if "@" in path and (netloc or ":" in path.partition("@")[0]):
+        return "an @ after the host"
+    return _query_ambiguity(query)
+
+
+def _query_ambiguity(query: str) -> str | None:
+    after_secret = False
+    for piece in query.split("&"):
+        if not piece:
+            continue  # a doubled or trailing &: after a secret, still inside it
+        key, equals, value = piece.partition("=")
+        if "@" in key or ("@" in value and not _URL_RE.match(unquote_plus(value))):
+            return "an @ in the query outside a nested URL"
+        if after_secret and not (equals and _PLAIN_NAME_RE.match(key)):
+            return "an & inside a secret value"
+        decoded = unquote_plus(value)
+        after_secret = bool(equals) and (
+            is_secret_param(unquote_plus(key)) or _redact_url(decoded) != decoded
+        )
+    return None
+
+
 def _parse_query(query: str) -> Mapping[str, str | Secret]:
     values: dict[str, str | Secret] = {}
     for key, value in parse_qsl(query, keep_blank_values=True):
-        values[key] = Secret(value) if is_secret_param(key) else value
+        secret = is_secret_param(key) or _redact_url(value) != value
+        values[key] = Secret(value) if secret else value
     return MappingProxyType(values)
 
 
-_USERINFO_RE = re.compile(r"(//[^/?#@:]*):([^/?#@]*)@")
-_QUERY_SECRET_RE = re.compile(r"([?&])([^=&#]+)=([^&#]*)")
+# A URL (or a scheme-less ``//host`` reference) inside free text: up to the
+# next space, so an @ anywhere in it may end the user information.
+_URL_IN_TEXT_RE = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//\S*")
+# A whole URL percent-encoded (once or more), as in a query value: http%3A%2F%2F...
+_ENCODED_URL_RE = re.compile(
+    r"[A-Za-z][A-Za-z0-9+.\-]*%(?:25)*3A%(?:25)*2F%(?:25)*2F[^\s&'\"]*", re.IGNORECASE
+)
+_URL_RE = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.\-]*:)?//")
+# The start of a query parameter; its value is found separately, so a
+# parameter inside another's value (a nested URL's) is found too.
+_PARAM_RE = re.compile(r"[?&]([^=&#?\s]+)=")
+# Where a secret value ends: at an & that starts another plain name=value
+# (so a raw & in a token cannot end it early), and in free text at a space.
+_NEXT_PARAM = r"&(?![A-Za-z_][A-Za-z0-9_.\-]*=)"
+_TEXT_VALUE_RE = re.compile(rf"[^&\s]*(?:{_NEXT_PARAM}[^&\s]*)*")
+_URL_VALUE_RE = re.compile(rf"[^&]*(?:{_NEXT_PARAM}[^&]*)*")
+_PLAIN_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+# A user name shown in front of a hidden password holds none of these.
+_NOT_A_USER_RE = re.compile(r"[/?#@\s]")
+
+
+def _userinfo_span(text: str, begin: int, end: int) -> tuple[int, int] | None:
+    """What to hide of the user information of the URL at ``text[begin:end]``.
+
+    Whatever lies between its ``//`` and its last ``@`` is user information:
+    a raw ``@``, ``/``, ``?``, ``#`` or ``:`` in a password cannot end it
+    early. The user name stays when it is plainly one (text before the first
+    ``:`` without ``/ ? # @``): then only the password is hidden.
+    """
+    start = text.index("//", begin, end) + 2
+    at = text.rfind("@", start, end)
+    if at < 0:
+        return None
+    user, colon, _ = text[start:at].partition(":")
+    if _NOT_A_USER_RE.search(user):
+        return (start, at)
+    if colon:
+        return (start + len(user) + 1, at)
+    return None
+
+
+def _secret_value_spans(text: str, value_re: re.Pattern[str]) -> list[tuple[int, int]]:
+    spans = []
+    for match in _PARAM_RE.finditer(text):
+        if is_secret_param(unquote_plus(match.group(1))):
+            value = value_re.match(text, match.end())
+            assert value is not None  # both patterns match the empty string
+            spans.append((match.end(), value.end()))
+    return spans
+
+
+def _hide(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` with each span (overlapping ones merged) replaced by ``***``."""
+    merged: list[list[int]] = []
+    for begin, end in sorted(spans):
+        if merged and begin <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([begin, end])
+    pieces, last = [], 0
+    for begin, end in merged:
+        pieces += [text[last:begin], REDACTED]
+        last = end
+    return "".join(pieces) + text[last:]
+
+
+def _hide_encoded_urls(text: str) -> str:
+    def nested(match: re.Match[str]) -> str:
+        decoded = unquote_plus(match.group(0))
+        shown = redact_text(decoded)
+        return match.group(0) if shown == decoded else quote(shown, safe="*")
+
+    return _ENCODED_URL_RE.sub(nested, text)
+
+
+def _redact_url(url: str) -> str:
+    """``url`` with its secrets hidden, without parsing it: the whole text is
+    one URL (a space or quote in a password cannot end it). Text that is no
+    URL (``user:pw@host``, the scheme forgotten) loses all before its last ``@``.
+    """
+    spans = _secret_value_spans(url, _URL_VALUE_RE)
+    if "//" in url:
+        userinfo = _userinfo_span(url, 0, len(url))
+        spans += [userinfo] if userinfo else []
+    elif "@" in url:
+        spans.append((0, url.rfind("@")))
+    return _hide_encoded_urls(_hide(url, spans))
 
 
 def redact_text(text: str) -> str:
-    """Replace URL passwords and secret query values inside free text."""
-    text = _USERINFO_RE.sub(lambda m: f"{m.group(1)}:{REDACTED}@", text)
-    return _QUERY_SECRET_RE.sub(
-        lambda m: f"{m.group(1)}{m.group(2)}={REDACTED}"
-        if is_secret_param(unquote(m.group(2)))
-        else m.group(0),
-        text,
-    )
+    """Hide the secrets of every URL inside free text.
+
+    The user information of each URL (all of it up to the last ``@`` before
+    the next space), secret-named query values, and the same in URLs nested
+    in query values, raw or percent-encoded, become ``***``.
+    """
+    spans = _secret_value_spans(text, _TEXT_VALUE_RE)
+    for match in _URL_IN_TEXT_RE.finditer(text):
+        userinfo = _userinfo_span(text, match.start(), match.end())
+        spans += [userinfo] if userinfo else []
+    return _hide_encoded_urls(_hide(text, spans))
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every secret in the text of a storage URL, for a scrub list.
+
+    The password and each secret-named query value, and those of URLs nested
+    in query values, each as written, decoded and percent-encoded (with
+    ``%20`` and with ``+`` for a space).
+    """
+    found: list[str] = []
+
+    def add(raw: str) -> None:
+        decoded = unquote(raw)
+        for form in (raw, decoded, unquote_plus(raw), quote(decoded, safe=""),
+                     quote_plus(decoded, safe="")):
+            if form and form not in found:
+                found.append(form)
+
+    match = _SCHEME_RE.match(url)
+    rest = url[match.end():] if match else url
+    query = ""
+    if rest.startswith("//"):
+        try:
+            parts = urlsplit(url)
+            netloc, query = parts.netloc, parts.query
+            if _ambiguity(url, netloc, parts.path, query):
+                raise ValueError
+        except ValueError:
+            # Unparseable or ambiguous: read as _userinfo_span reads it.
+            netloc = rest[2:]
+        userinfo = netloc.rpartition("@")[0]
+        user, colon, password = userinfo.partition(":")
+        if _NOT_A_USER_RE.search(user):
+            add(userinfo)
+        elif colon:
+            add(password)
+    else:
+        query = rest.partition("?")[2]
+    for piece in query.split("&"):
+        raw_key, _, raw_value = piece.partition("=")
+        value = unquote_plus(raw_value)
+        if is_secret_param(unquote_plus(raw_key)):
+            add(raw_value)
+        elif _URL_RE.match(value):
+            found += [s for s in url_secrets(value) if s not in found]
+    return found
 
 
 def scrub_exception(exc: BaseException, secrets: tuple[str, ...] | list[str]) -> None:
-    """Replace each of ``secrets`` in an exception's string arguments."""
-    secrets = [s for s in secrets if s]
+    """Replace each of ``secrets`` in an exception's string arguments, and in
+    those of its causes and contexts (a traceback shows them too).
+
+    A cause or context whose text still holds a secret after that (an
+    ``OSError``'s own fields, a custom ``__str__``) is replaced in the chain
+    by a [`StorageError`][storage_core.errors.StorageError] with its scrubbed text.
+    """
+    # The longest first, so a secret that holds another is replaced whole.
+    secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
     if not secrets:
         return
-    args = []
-    for arg in exc.args:
-        if isinstance(arg, str):
-            for secret in secrets:
-                arg = arg.replace(secret, REDACTED)
-        args.append(arg)
-    exc.args = tuple(args)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        _scrub_args(current, secrets)
+        for link in ("__cause__", "__context__"):
+            linked = getattr(current, link)
+            if linked is not None:
+                _scrub_args(linked, secrets)
+                if _holds(linked, secrets):
+                    stand_in = StorageError(_scrub(f"{type(linked).__name__}: {linked}", secrets))
+                    stand_in.__traceback__ = linked.__traceback__
+                    setattr(current, link, stand_in)
+        current = current.__cause__ or current.__context__
+
+
+def _scrub(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def _scrub_args(exc: BaseException, secrets: list[str]) -> None:
+    exc.args = tuple(_scrub(a, secrets) if isinstance(a, str) else a for a in exc.args)
+    if isinstance(exc, OSError):
+        for name in ("strerror", "filename", "filename2"):
+            value = getattr(exc, name)
+            if isinstance(value, str):
+                setattr(exc, name, _scrub(value, secrets))
+
+
+def _holds(exc: BaseException, secrets: list[str]) -> bool:
+    try:
+        text = f"{exc}\n{exc!r}"
+    except Exception:
+        return True
+    return any(secret in text for secret in secrets)

@@ -1,6 +1,6 @@
 """Input validation and the JSON codec for message content.
 
-Everything here raises :class:`~storage_core.errors.ValidationError` with a
+Everything here raises [`ValidationError`][storage_core.errors.ValidationError] with a
 message that names the bad value's place; nothing here touches a database.
 """
 
@@ -12,13 +12,23 @@ import math
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeGuard
 
-from ._limits import MAX_TIMESTAMP, Limits
+from ._backend import TableRow
+from ._limits import (
+    MAX_HISTORY_SIZE,
+    MAX_ID_BYTES,
+    MAX_INDEX,
+    MAX_INT_DIGITS,
+    MAX_TIMESTAMP,
+    Limits,
+)
 from ._model import Message, decode_content
 from .errors import ValidationError
 
 __all__ = [
+    "check_count",
     "check_id",
     "check_max_history_size",
+    "check_table_rows",
     "coerce_message",
     "decode_content",
     "encode_content",
@@ -65,9 +75,13 @@ def _check_text(where: Where, value: object, limits: Limits, suffix: str = "") -
     if "\x00" in value:
         raise ValidationError(f"{what} must not contain NUL characters")
     try:
-        value.encode("utf-8")
+        size = len(value.encode("utf-8"))
     except UnicodeEncodeError:
         raise ValidationError(f"{what} is not valid Unicode (lone surrogate)") from None
+    if size > MAX_ID_BYTES:
+        raise ValidationError(
+            f"{what} is {size} bytes as UTF-8; the limit is {MAX_ID_BYTES} bytes"
+        )
     return value
 
 
@@ -77,20 +91,28 @@ def check_id(what: str, value: object, limits: Limits) -> str:
 
 
 def check_max_history_size(value: object) -> int | None:
-    """Return ``value`` if it is None or a positive int (bools are refused)."""
+    """Return ``value`` if it is None or an int from 1 to 2**31-1 (bools are refused)."""
     if value is None:
         return None
+    return check_count(value, "max_history_size", MAX_HISTORY_SIZE, "a positive int or None")
+
+
+def check_count(
+    value: object, where: str, maximum: int = MAX_INDEX, what: str = "a positive int"
+) -> int:
+    """Return ``value`` if it is an int from 1 to ``maximum`` (bools are refused)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ValidationError(
-            f"max_history_size must be a positive int or None, not {type(value).__name__}"
-        )
+        raise ValidationError(f"{where} must be {what}, not {type(value).__name__}")
     if value < 1:
-        raise ValidationError(f"max_history_size must be at least 1, got {value}")
+        raise ValidationError(f"{where} must be at least 1, got {value}")
+    if value > maximum:
+        raise ValidationError(f"{where} is {value}; the limit is {maximum}")
     return value
 
 
 _PLAIN, _CHECK, _TOO_BIG = 0, 1, 2
 _MAX_DEPTH = 500  # the error paths of deeper content are not worth building
+_INT_BOUND = 10**MAX_INT_DIGITS  # content integers are below this in magnitude
 
 
 def _text_blocks(value: object) -> TypeGuard[list[dict[str, str]]]:
@@ -112,15 +134,19 @@ def _plain_json(value: object, budget: int) -> int:
     """``_PLAIN`` when ``value`` is built of exactly dict, list, str, int,
     float (finite), bool and None, with at most ``budget`` values in all: the
     common case, checked without building the paths that
-    :func:`_check_json_value` needs for its error messages. ``_TOO_BIG`` past
+    `_check_json_value` needs for its error messages. ``_TOO_BIG`` past
     the budget, ``_CHECK`` for anything else."""
     stack: list[Any] = [value]
     pop, push, isfinite = stack.pop, stack.extend, math.isfinite
     while stack:
         item = pop()
         kind = type(item)
-        if kind is str or kind is int or kind is bool or item is None:
+        if kind is str or kind is bool or item is None:
             continue
+        if kind is int:
+            if -_INT_BOUND < item < _INT_BOUND:
+                continue
+            return _CHECK
         if kind is float:
             if not isfinite(item):
                 return _CHECK
@@ -163,6 +189,11 @@ def _check_json_value(value: object, where: str, limits: Limits) -> None:
         if isinstance(item, int):
             if type(item) is not int:
                 raise ValidationError(f"{path} is a {type(item).__name__}, not a plain int")
+            if not -_INT_BOUND < item < _INT_BOUND:
+                raise ValidationError(
+                    f"{path} is an integer of more than {MAX_INT_DIGITS} digits; "
+                    f"the limit is {MAX_INT_DIGITS} digits"
+                )
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
@@ -207,8 +238,14 @@ def encode_content(content: object, limits: Limits, where: Where = "content") ->
     encoder, which stores it or refuses it as it always has. The two differ
     only in how some floats are spelt (``1e-7`` / ``1e-07``), never in the
     value read back. ``where`` names the content in errors (an int ``i``:
-    ``messages[i] content``).
+    ``messages[i] content``). Integers are bounded to 4300 digits, the most
+    the standard library converts (and so reads back) by default.
     """
+    return _encode_sized(content, limits, where)[0]
+
+
+def _encode_sized(content: object, limits: Limits, where: Where) -> tuple[str, int]:
+    """`encode_content`, and the text's size in bytes as UTF-8."""
     if not (_text_blocks(content) and len(content) <= limits.max_content_bytes):
         _check_json_value(content, _content_place(where), limits)
     data: bytes | None = None
@@ -226,6 +263,10 @@ def encode_content(content: object, limits: Limits, where: Where = "content") ->
             raise ValidationError(
                 f"{_content_place(where)} is nested too deeply to store as JSON"
             ) from None
+        except ValueError as exc:  # an int beyond sys.get_int_max_str_digits()
+            raise ValidationError(
+                f"{_content_place(where)} cannot be encoded as JSON: {exc}"
+            ) from None
         try:
             size = len(text) if text.isascii() else len(text.encode("utf-8"))
         except UnicodeEncodeError:
@@ -237,7 +278,7 @@ def encode_content(content: object, limits: Limits, where: Where = "content") ->
             f"{_content_place(where)} is {size} bytes as JSON; "
             f"the limit is {limits.max_content_bytes}"
         )
-    return text
+    return text, size
 
 
 def _content_place(where: Where) -> str:
@@ -297,7 +338,7 @@ def encode_message(
     obj: object, limits: Limits, where: Where = "message"
 ) -> Encoded:
     """``(role, content as JSON text, timestamp or None)`` of a message in any
-    shape :func:`coerce_message` takes, everything validated."""
+    shape `coerce_message` takes, everything validated."""
     role, content, timestamp = _checked(obj, limits, where)
     return role, encode_content(content, limits, where if isinstance(where, int)
                                 else f"{where} content"), timestamp
@@ -322,6 +363,81 @@ def coerce_messages(objs: object, limits: Limits) -> list[Message]:
 
 
 def encode_messages(objs: object, limits: Limits) -> list[Encoded]:
-    """:func:`encode_message` of every message of a batch (any iterable but a
-    string or a mapping); every message is validated."""
-    return [encode_message(m, limits, i) for i, m in enumerate(_batch(objs, limits))]
+    """`encode_message` of every message of a batch (any iterable but a
+    string or a mapping); every message is validated, and the contents
+    together are at most ``limits.max_batch_bytes`` as UTF-8 JSON."""
+    out: list[Encoded] = []
+    total = 0
+    for i, obj in enumerate(_batch(objs, limits)):
+        role, content, timestamp = _checked(obj, limits, i)
+        text, size = _encode_sized(content, limits, i)
+        total += size
+        if total > limits.max_batch_bytes:
+            # Refused as soon as it is known: the rest need not be encoded.
+            raise ValidationError(
+                f"messages[0:{i + 1}] hold {total} bytes of content as UTF-8 JSON; "
+                f"the limit for a batch (max_batch_bytes) is {limits.max_batch_bytes}"
+            )
+        out.append((role, text, timestamp))
+    return out
+
+
+def check_table_rows(rows: Iterable[object], limits: Limits) -> list[TableRow]:
+    """Validate rows to import as they are: ids and role as for a save, the
+    index and timestamp within every backend's columns, the content JSON text
+    (as given, in bytes) within the content limit, and the batch limits."""
+    checked: list[TableRow] = []
+    total = 0
+    for n, row in enumerate(rows):
+        if n >= limits.max_batch_size:
+            raise ValidationError(
+                f"an import holds more than {limits.max_batch_size} rows; the limit "
+                f"for a batch (max_batch_size) is {limits.max_batch_size}"
+            )
+        table_row, size = _check_table_row(row, f"row {n}", limits)
+        total += size
+        if total > limits.max_batch_bytes:
+            raise ValidationError(
+                f"rows 0 to {n} hold {total} bytes of content; the limit for a "
+                f"batch (max_batch_bytes) is {limits.max_batch_bytes}"
+            )
+        checked.append(table_row)
+    return checked
+
+
+def _check_table_row(row: object, where: str, limits: Limits) -> tuple[TableRow, int]:
+    """Validate one row to import; the row and its content's size in bytes."""
+    if not isinstance(row, TableRow):
+        raise ValidationError(f"{where} is a {type(row).__name__}, not a TableRow")
+    for name in ("user_id", "session_id", "agent_id"):
+        _check_text(where, getattr(row, name), limits, name)
+    _check_text(where, row.role, limits, "role")
+    index = row.message_index
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index <= MAX_INDEX:
+        raise ValidationError(
+            f"{where} message_index must be an int from 0 to {MAX_INDEX}, got {index!r}"
+        )
+    if check_timestamp(row.timestamp, f"{where} timestamp") is None:
+        raise ValidationError(f"{where} has no timestamp")
+    if not isinstance(row.content, str):
+        raise ValidationError(f"{where} content must be JSON text")
+    try:
+        value = decode_content(row.content)
+    except json.JSONDecodeError:
+        raise ValidationError(f"{where} content is not valid JSON") from None
+    except RecursionError:
+        raise ValidationError(f"{where} content is nested too deeply to store as JSON") from None
+    except ValueError as exc:  # an integer beyond sys.get_int_max_str_digits()
+        raise ValidationError(f"{where} content cannot be decoded: {exc}") from None
+    encode_content(value, limits, f"{where} content")
+    # The text is stored as given, so its own size is what counts.
+    text = row.content
+    try:
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValidationError(f"{where} content is not valid Unicode (lone surrogate)") from None
+    if size > limits.max_content_bytes:
+        raise ValidationError(
+            f"{where} content is {size} bytes; the limit is {limits.max_content_bytes}"
+        )
+    return row, size

@@ -9,7 +9,7 @@
     await storage.initialize()                                # "libsql://...", token,
     orchestrator = AgentSquad(storage=storage, ...)           # "postgresql://..."
 
-:class:`StorageCoreChatStorage` subclasses agent-squad's ``ChatStorage``, so
+`StorageCoreChatStorage` subclasses agent-squad's ``ChatStorage``, so
 the orchestrator, ``SupervisorAgent`` and ``SummarizingChatStorage`` accept
 it. It returns what ``SqlChatStorage`` returns (``ConversationMessage``
 objects with ``role`` and ``content``) and reads and writes the same
@@ -24,12 +24,11 @@ the rest of storage_core never does.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import math
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
 from ._factory import make_storage
 from ._model import Message, StoredMessage
@@ -48,8 +47,6 @@ except ImportError as exc:  # pragma: no cover - exercised by the core-only sess
 
 __all__ = ["SqlChatStorage", "StorageCoreChatStorage"]
 
-T = TypeVar("T")
-
 
 # agent-squad ships no type information, so its ChatStorage is ``Any`` to mypy.
 class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
@@ -59,18 +56,18 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
     ``StorageCoreChatStorage(url, auth_token)``. Any storage_core URL works
     (``sqlite:///chat.db``, ``file:local.db``, ``libsql://...``,
     ``postgresql://...``); keyword options go to
-    :func:`storage_core.make_storage` (``skip_consecutive_roles``, ``trim``,
+    [`storage_core.make_storage`][storage_core.make_storage] (``skip_consecutive_roles``, ``trim``,
     ``retry``, ``limits`` and backend options). An already made
-    :class:`storage_core.ChatStorage` may be passed instead of a URL.
+    [`storage_core.ChatStorage`][storage_core.ChatStorage] may be passed instead of a URL.
 
     ``initialize()`` creates the schema (a call before it initializes too);
     ``close()`` releases connections. It is also an async context manager.
 
-    Connections belong to the event loop that first used the storage. A call
-    made on another loop while that one runs (agent-squad's
-    ``SupervisorAgent`` calls ``asyncio.run(storage...)`` in worker threads)
-    is handed to the first loop and awaited; once the first loop has stopped,
-    the next loop to call takes over.
+    Any event loop may call it, as agent-squad's ``SupervisorAgent`` does
+    (``asyncio.run(storage...)`` in worker threads) and as
+    ``asyncio.run(storage.initialize())`` followed by later ``asyncio.run``
+    calls does: the storage_core storage underneath follows the calling loop
+    (see docs/contract.md, "Event loops").
     """
 
     def __init__(
@@ -90,7 +87,6 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
             if auth_token is not None:
                 options["auth_token"] = auth_token
             self._storage = make_storage(url, **options)
-        self._home: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._storage.url!r}>"
@@ -104,11 +100,11 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
 
     async def initialize(self) -> None:
         """Connect and create the ``conversations`` table if needed. Idempotent."""
-        await self._on_home_loop(self._storage.initialize)
+        await self._storage.initialize()
 
     async def close(self) -> None:
         """Release connections. Idempotent; a later call raises ``ClosedError``."""
-        await self._on_home_loop(self._storage.close)
+        await self._storage.close()
 
     async def __aenter__(self) -> StorageCoreChatStorage:
         await self.initialize()
@@ -139,8 +135,8 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
         are kept. A ``TimestampedMessage`` keeps its timestamp.
         """
         message, limit = _to_core(new_message), _limit(max_history_size)
-        history = await self._on_home_loop(
-            lambda: self._storage.save_chat_message(user_id, session_id, agent_id, message, limit)
+        history = await self._storage.save_chat_message(
+            user_id, session_id, agent_id, message, limit
         )
         return _conversation(history)
 
@@ -170,8 +166,8 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
         for i, message in enumerate(batch):
             _check_blocks(message, f"new_messages[{i}]")
         messages, limit = [_to_core(m) for m in batch], _limit(max_history_size)
-        history = await self._on_home_loop(
-            lambda: self._storage.save_chat_messages(user_id, session_id, agent_id, messages, limit)
+        history = await self._storage.save_chat_messages(
+            user_id, session_id, agent_id, messages, limit
         )
         return _conversation(history)
 
@@ -185,9 +181,7 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
         """The conversation oldest first; the newest ``max_history_size`` if given
         (None or 0: all of it)."""
         limit = _limit(max_history_size)
-        history = await self._on_home_loop(
-            lambda: self._storage.fetch_chat(user_id, session_id, agent_id, limit)
-        )
+        history = await self._storage.fetch_chat(user_id, session_id, agent_id, limit)
         return _conversation(history)
 
     async def fetch_all_chats(self, user_id: str, session_id: str) -> list[ConversationMessage]:
@@ -197,19 +191,8 @@ class StorageCoreChatStorage(AgentSquadChatStorage):  # type: ignore[misc]
         ``[agent_id] `` (its other blocks are kept); text stored as a plain
         string comes back as ``[{"text": ...}]``.
         """
-        messages = await self._on_home_loop(
-            lambda: self._storage.fetch_all_chats(user_id, session_id)
-        )
+        messages = await self._storage.fetch_all_chats(user_id, session_id)
         return [ConversationMessage(role=m.role, content=_as_blocks(m.content)) for m in messages]
-
-    async def _on_home_loop(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
-        """Run ``call()`` on the loop that owns the connections (see the class doc)."""
-        loop = asyncio.get_running_loop()
-        home = self._home
-        if home is not None and home is not loop and home.is_running():
-            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(call(), home))
-        self._home = loop
-        return await call()
 
 
 SqlChatStorage = StorageCoreChatStorage
@@ -224,7 +207,8 @@ def _limit(max_history_size: object) -> Any:
 
 
 def _to_core(message: Any) -> Any:
-    """An agent-squad message as a :class:`Message` (anything else: let the core judge).
+    """An agent-squad message as a [`Message`][storage_core.Message] (anything else: let the core
+    judge).
 
     A ``ParticipantRole`` becomes its string; a ``TimestampedMessage``'s
     timestamp is kept (a float of milliseconds is truncated to an int).

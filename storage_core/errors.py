@@ -1,8 +1,8 @@
 """Every exception storage_core raises.
 
-All errors derive from :class:`StorageError`. Where a builtin exception means
-the same thing, the error is also that builtin, so ``except ValueError`` keeps
-working for callers who do not know this library.
+All errors derive from [`StorageError`][storage_core.errors.StorageError]. Where a
+builtin exception means the same thing, the error is also that builtin, so
+``except ValueError`` keeps working for callers who do not know this library.
 
 Driver exceptions never leak untranslated: a backend raises one of these with
 the driver's exception as ``__cause__``. Messages never contain secrets.

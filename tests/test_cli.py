@@ -31,7 +31,7 @@ def test_demo_default_is_an_sqlite_file(tmp_path: Path, monkeypatch: pytest.Monk
         assert run("demo")[0] == 0  # a re-run starts the demo session afresh
         assert "8 messages" in run("demo")[1]
     else:
-        assert code == 2 and "pip install storage-core-sqlite" in capsys.readouterr().err
+        assert code == 2 and "pip install -e backends/sqlite" in capsys.readouterr().err
 
 
 def test_backends_lists_schemes() -> None:

@@ -124,5 +124,7 @@ def test_usage_errors() -> None:
     with pytest.raises(SystemExit):
         main(["prune", "memory://"])  # --older-than is required
     assert run("prune", "memory://", "--older-than", "soon")[0] == 2
-    assert run("copy", "memory://a", "memory://b", "--batch-size", "0")[0] == 2
+    with pytest.raises(SystemExit) as exit_info:
+        main(["copy", "memory://a", "memory://b", "--batch-size", "0"])
+    assert exit_info.value.code == 2
     assert run("sessions", "postgresql://u:pw@127.0.0.1:1/db", "u")[0] in (1, 2)

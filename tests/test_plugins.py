@@ -102,12 +102,39 @@ def test_unknown_scheme_lists_known_ones() -> None:
         make_storage("nosuch://x")
 
 
+# Our backends are not on PyPI: the hint gives the two installs that work
+# (docs/install.md), never a bare `pip install storage-core-...`.
+@pytest.mark.parametrize(
+    ("scheme", "distribution", "checkout"),
+    [
+        ("sqlite", "storage-core-sqlite", "pip install -e backends/sqlite;"),
+        ("sqlite+aiosqlite", "storage-core-sqlite", "pip install -e backends/sqlite;"),
+        ("postgresql", "storage-core-postgres", "pip install -e backends/postgres;"),
+        ("libsql", "storage-core-libsql", "pip install -e backends/sqlite -e backends/libsql;"),
+        ("file", "storage-core-libsql", "pip install -e backends/sqlite -e backends/libsql;"),
+    ],
+)
+def test_known_scheme_nobody_registered_gives_installs_that_work(
+    scheme: str, distribution: str, checkout: str
+) -> None:
+    with pytest.raises(MissingDriverError) as info:
+        BackendRegistry().lookup(scheme)
+    message = str(info.value)
+    assert info.value.package == distribution
+    assert f"install the {distribution} distribution" in message
+    assert f"from a checkout's root: {checkout}" in message
+    assert f"pip install --find-links dist {distribution};" in message
+    assert "uv build --all-packages" in message and "docs/install.md" in message
+    assert f"pip install {distribution} " not in message + " "
+    assert "\n" not in message
+
+
 def test_known_scheme_without_its_backend_says_what_to_install() -> None:
     installed = importlib.util.find_spec("storage_core_postgres") is not None
     if installed:
         assert "postgresql" in build_registry().specs
     else:
-        with pytest.raises(MissingDriverError, match="pip install storage-core-postgres"):
+        with pytest.raises(MissingDriverError, match="pip install -e backends/postgres"):
             make_storage("postgresql://u:pw@h/db")
 
 
@@ -115,7 +142,7 @@ def test_sqlite_scheme_present_or_named() -> None:
     if importlib.util.find_spec("storage_core_sqlite") is not None:
         assert build_registry().specs["sqlite"].distribution == "storage-core-sqlite"
     else:
-        with pytest.raises(MissingDriverError, match="pip install storage-core-sqlite"):
+        with pytest.raises(MissingDriverError, match="pip install -e backends/sqlite"):
             make_storage("sqlite:///chat.db")
 
 

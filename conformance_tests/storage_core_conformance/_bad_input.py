@@ -3,12 +3,15 @@ and nothing is written."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
-from storage_core import Capabilities, Limits, ValidationError
+from storage_core import Capabilities, Limits, TableRow, TableTools, ValidationError
 
 from ._support import Conversation, FreshIds, StorageFactory, TimedStorage, msg
 
@@ -28,12 +31,32 @@ class _Placeholder:
 
 
 TOO_LONG_ID = _Placeholder("TOO_LONG_ID")
+TOO_MANY_BYTES_ID = _Placeholder("TOO_MANY_BYTES_ID")
 TOO_BIG_CONTENT = _Placeholder("TOO_BIG_CONTENT")
+
+MAX_ID_BYTES = 800  # the core's bound on an id or role as UTF-8, whatever the Limits
+MAX_HISTORY_SIZE = 2**31 - 1
+HUGE_INT = 10**4300  # one digit more than content integers may have
+
+
+def _wide(base: str, size: int, seed: int = 0) -> str:
+    """``base`` followed by random four-byte characters, ``size`` bytes of
+    UTF-8 in all: text PostgreSQL cannot compress in an index entry."""
+    pad = (size - len(base)) % 4
+    rng = random.Random(seed)
+    wide = "".join(chr(rng.randrange(0x10000, 0x110000))
+                   for _ in range((size - len(base) - pad) // 4))
+    return base + "_" * pad + wide
 
 
 def _resolve(value: Any, storage: TimedStorage) -> Any:
     if value is TOO_LONG_ID:
         return "i" * (storage.limits.max_id_length + 1)
+    if value is TOO_MANY_BYTES_ID:
+        text = _wide("", MAX_ID_BYTES + 4)
+        if len(text) > storage.limits.max_id_length:
+            pytest.skip("max_id_length is too small for an id over the byte limit")
+        return text
     if value is TOO_BIG_CONTENT:
         return [{"text": "x" * storage.limits.max_content_bytes}]
     if isinstance(value, dict):
@@ -47,6 +70,7 @@ BAD_IDS = [
     pytest.param(None, "string", id="none"),
     pytest.param(b"bytes", "string", id="bytes"),
     pytest.param(TOO_LONG_ID, "limit", id="too-long"),
+    pytest.param(TOO_MANY_BYTES_ID, "800 bytes", id="too-many-bytes"),
     pytest.param("a\x00b", "nul", id="nul"),
 ]
 
@@ -66,6 +90,7 @@ BAD_MESSAGES = [
     pytest.param(_m(role=None), ("role", "string"), id="role-none"),
     pytest.param(_m(role="us\x00er"), ("role", "nul"), id="role-nul"),
     pytest.param(_m(role=TOO_LONG_ID), ("role", "limit"), id="role-too-long"),
+    pytest.param(_m(role=TOO_MANY_BYTES_ID), ("role", "800 bytes"), id="role-too-many-bytes"),
     pytest.param({"content": []}, ("role",), id="role-missing"),
     pytest.param({"role": "user"}, ("content",), id="content-missing"),
     pytest.param(_m(content={1, 2}), ("content", "set"), id="content-set"),
@@ -77,6 +102,9 @@ BAD_MESSAGES = [
     pytest.param(_m(content=float("-inf")), ("content", "infinity"), id="content-minus-inf"),
     pytest.param(_m(content=[{1: "a"}]), ("content",), id="content-int-key"),
     pytest.param(_m(content=TOO_BIG_CONTENT), ("content", "limit"), id="content-too-big"),
+    pytest.param(_m(content=HUGE_INT), ("content", "4300 digits"), id="content-int-too-long"),
+    pytest.param(_m(content=[{"n": -HUGE_INT}]), ("content[0]['n']", "4300 digits"),
+                 id="content-nested-int-too-long"),
     pytest.param(_m(timestamp=-1), ("timestamp",), id="timestamp-negative"),
     pytest.param(_m(timestamp=2**63), ("timestamp",), id="timestamp-too-big"),
     pytest.param(_m(timestamp="5"), ("timestamp",), id="timestamp-str"),
@@ -94,6 +122,38 @@ BAD_SIZES = [
     pytest.param(2.0, id="float"),
     pytest.param(True, id="true"),
     pytest.param(False, id="false"),
+    pytest.param(MAX_HISTORY_SIZE + 1, id="2**31"),
+    pytest.param(2**63, id="2**63"),
+]
+
+# (field of the middle row, its bad value or a function of the conversation
+# giving it, words the error must contain (lower case))
+BAD_ROWS = [
+    pytest.param("message_index", 2**31, ("message_index", "2147483647"), id="index-2**31"),
+    pytest.param("message_index", 2**63, ("message_index", "2147483647"), id="index-2**63"),
+    pytest.param("message_index", -1, ("message_index",), id="index-negative"),
+    pytest.param("message_index", True, ("message_index",), id="index-bool"),
+    pytest.param("message_index", "1", ("message_index",), id="index-str"),
+    pytest.param("timestamp", 2**63, ("timestamp",), id="timestamp-2**63"),
+    pytest.param("timestamp", -1, ("timestamp",), id="timestamp-negative"),
+    pytest.param("timestamp", None, ("timestamp",), id="timestamp-none"),
+    pytest.param("user_id", lambda c: _wide(c.user_id, MAX_ID_BYTES + 1),
+                 ("user_id", "800 bytes"), id="user-id-too-many-bytes"),
+    pytest.param("session_id", "", ("session_id", "empty"), id="session-id-empty"),
+    pytest.param("agent_id", "a\x00b", ("agent_id", "nul"), id="agent-id-nul"),
+    pytest.param("role", _wide("r", MAX_ID_BYTES + 1), ("role", "800 bytes"),
+                 id="role-too-many-bytes"),
+    pytest.param("role", None, ("role", "string"), id="role-none"),
+    pytest.param("content", '"x"' + " " * (4 * 1024 * 1024), ("content", "4194304"),
+                 id="content-too-big-as-given"),
+    pytest.param("content", "1" + "0" * 4300, ("content", "4300 digits"),
+                 id="content-int-too-long"),
+    pytest.param("content", "[NaN]", ("content", "nan"), id="content-nan"),
+    pytest.param("content", "[" * 100_000 + "]" * 100_000, ("content", "nested too deeply"),
+                 id="content-too-deep"),
+    pytest.param("content", "[1,", ("content", "json"), id="content-not-json"),
+    pytest.param("content", '"\\ud800"', ("content", "surrogate"), id="content-surrogate"),
+    pytest.param("content", b'"x"', ("content", "json text"), id="content-bytes"),
 ]
 
 
@@ -110,6 +170,13 @@ async def _expect_rejected(
             pytest.fail(f"{name} accepted the bad input")
         missing = [w for w in words if w.lower() not in str(error).lower()]
         assert not missing, f"{name}: the error {str(error)!r} does not mention {missing}"
+
+
+async def _rejected(call: Awaitable[object]) -> ValidationError:
+    """The ValidationError ``call`` raises."""
+    with pytest.raises(ValidationError) as info:
+        await call
+    return info.value
 
 
 class _Snapshot:
@@ -289,3 +356,201 @@ class BadInputTests:
                     "agent_id of 41 characters": lambda: s.save_chat_message(
                         *c._replace(agent_id=longest.agent_id + "x"), msg("user", "x")),
                 }, ("agent_id",))
+
+    @aio
+    async def test_ids_are_bounded_in_bytes(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities,
+    ) -> None:
+        """Three ids of 800 bytes each (random four-byte characters, which
+        PostgreSQL cannot compress) fit every backend's index; 801 bytes, or
+        three ids of 255 four-byte characters, are refused before the database
+        sees them."""
+        c = fresh_ids.conv()
+        async with storage_factory.open(limits=Limits()) as s:
+            widest = Conversation(*(_wide(part, MAX_ID_BYTES, n) for n, part in enumerate(c)))
+            role = _wide("r", MAX_ID_BYTES, 9)
+            saved = await s.save_chat_message(*widest, {"role": role, "content": "x"})
+            assert [(m.role, m.content) for m in saved] == [(role, "x")]
+            assert [m.role for m in await s.fetch_chat(*widest)] == [role]
+            await s.save_chat_message(*c, msg("user", "seed", 1))
+            emoji = Conversation(*(_wide("", 255 * 4, 20 + n) for n in range(3)))
+            over = {"user_id": c._replace(user_id=_wide(c.user_id, MAX_ID_BYTES + 1)),
+                    "session_id": c._replace(session_id=_wide(c.session_id, MAX_ID_BYTES + 1)),
+                    "agent_id": c._replace(agent_id=_wide(c.agent_id, MAX_ID_BYTES + 1))}
+            async with _Snapshot(s, c, backend_capabilities):
+                await _expect_rejected({
+                    "three ids of 255 four-byte characters": lambda: s.save_chat_message(
+                        *emoji, msg("user", "x")),
+                    "a role of 801 bytes": lambda: s.save_chat_message(
+                        *c, {"role": _wide("r", MAX_ID_BYTES + 1), "content": "x"}),
+                }, ("bytes as utf-8", "the limit is 800 bytes"))
+                for field, conv in over.items():
+                    error = await _rejected(s.save_chat_messages(*conv, [msg("user", "x")]))
+                    for words in (field, "801 bytes", "the limit is 800 bytes"):
+                        assert words in str(error), f"{field}: {error}"
+
+    @aio
+    async def test_max_history_size_is_bounded(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities,
+    ) -> None:
+        """2**31-1, the documented maximum, works everywhere; one more is refused
+        with the bound in the message."""
+        c = fresh_ids.conv()
+        async with storage_factory.open() as s:
+            await s.save_chat_message(*c, msg("user", "seed", 1), MAX_HISTORY_SIZE)
+            h = await s.save_chat_messages(*c, [msg("assistant", "a", 2)], MAX_HISTORY_SIZE)
+            assert [m.index for m in h] == [0, 1]
+            assert len(await s.append_messages(*c, [msg("user", "u", 3)], MAX_HISTORY_SIZE)) == 1
+            assert [m.index for m in await s.fetch_chat(*c, MAX_HISTORY_SIZE)] == [0, 1, 2]
+            m = msg("assistant", "new", 4)
+            async with _Snapshot(s, c, backend_capabilities):
+                for size in (MAX_HISTORY_SIZE + 1, 2**63, 2**64):
+                    await _expect_rejected(_size_calls(s, c, m, size), (
+                        "max_history_size", str(size), str(MAX_HISTORY_SIZE)))
+
+    @aio
+    async def test_batch_total_bytes_are_bounded(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities,
+    ) -> None:
+        """A batch whose contents together pass ``max_batch_bytes`` is refused,
+        even though each message is within ``max_content_bytes``; exactly the
+        limit is stored."""
+        limits = Limits(max_content_bytes=1000, max_batch_bytes=2500)
+        c = fresh_ids.conv()
+        async with storage_factory.open(limits=limits, skip_consecutive_roles=False) as s:
+            # Content "xx...x" is its length + 2 bytes as JSON: 998 + 998 + 504 = 2500.
+            fits = [{"role": "user", "content": "x" * n} for n in (996, 996, 502)]
+            assert len(await s.append_messages(*c, fits)) == 3
+            over = [*fits[:2], {"role": "user", "content": "x" * 503}]
+            async with _Snapshot(s, c, backend_capabilities):
+                await _expect_rejected({
+                    "save_chat_messages": lambda: s.save_chat_messages(*c, over),
+                    "append_messages": lambda: s.append_messages(*c, over),
+                }, ("messages[0:3]", "2501 bytes", "max_batch_bytes", "2500"))
+
+    @aio
+    async def test_default_batch_byte_limit_stops_what_no_server_takes(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities,
+    ) -> None:
+        """The issue's batch: 270 messages of 4 MiB, within the default content
+        and count limits, over 1 GiB in all (PostgreSQL dropped the connection).
+        The default ``max_batch_bytes`` of 64 MiB refuses it up front."""
+        c = fresh_ids.conv()
+        big = "x" * (4 * 1024 * 1024 - 2)  # one string, shared: the test stays small
+        batch = [{"role": "user" if i % 2 else "assistant", "content": big} for i in range(270)]
+        async with storage_factory.open(limits=Limits()) as s:
+            await s.save_chat_message(*c, msg("user", "seed", 1))
+            async with _Snapshot(s, c, backend_capabilities):
+                await _expect_rejected({
+                    "save_chat_messages": lambda: s.save_chat_messages(*c, batch),
+                    "append_messages": lambda: s.append_messages(*c, batch),
+                }, ("max_batch_bytes", str(64 * 1024 * 1024)))
+
+    @pytest.mark.parametrize("size", [0, -1, 2**31, True, "10", None])
+    @aio
+    async def test_bad_export_page_size_rejected(
+        self, storage_factory: StorageFactory, size: Any,
+    ) -> None:
+        async with storage_factory.open() as s:
+            if not isinstance(s.raw.backend, TableTools):
+                pytest.skip("backend implements no TableTools (export, import, prune, describe)")
+
+            async def first_page() -> None:
+                async for _ in s.raw.export(batch_size=size):
+                    break
+
+            await _expect_rejected({"export": lambda: s._t(first_page())}, ("batch_size",))
+
+    @pytest.mark.parametrize("before", [-1, 2**63, 1.5, "0", None, True])
+    @aio
+    async def test_bad_prune_time_rejected(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities, before: Any,
+    ) -> None:
+        c = fresh_ids.conv()
+        async with storage_factory.open() as s:
+            if not isinstance(s.raw.backend, TableTools):
+                pytest.skip("backend implements no TableTools (export, import, prune, describe)")
+            await s.save_chat_message(*c, msg("user", "seed", 1))
+            async with _Snapshot(s, c, backend_capabilities):
+                await _expect_rejected(
+                    {"prune": lambda: s._t(s.raw.prune(before))}, ("before_timestamp",)
+                )
+
+    @pytest.mark.parametrize(("field", "bad", "words"), BAD_ROWS)
+    @aio
+    async def test_bad_imported_row_rejected(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities, field: str, bad: Any, words: tuple[str, ...],
+    ) -> None:
+        """``import_rows`` (the CLI's import and copy) checks every row as a
+        save checks a message, and bounds the index to what every backend's
+        column holds; one bad row in the middle and nothing is imported."""
+        c = fresh_ids.conv()
+        async with storage_factory.open(limits=Limits(), skip_consecutive_roles=False) as s:
+            if not isinstance(s.raw.backend, TableTools):
+                pytest.skip("backend implements no TableTools (export, import, prune, describe)")
+            await s.save_chat_message(*c, msg("user", "seed", 1))
+            target = fresh_ids.conv(agent="imported")
+            rows = [_row(target, i) for i in range(3)]
+            value = bad(target) if callable(bad) else bad
+            rows[1] = dataclasses.replace(rows[1], **{field: value})
+            async with _Snapshot(s, c, backend_capabilities):
+                await _expect_rejected(
+                    {"import_rows": lambda: s._t(s.raw.import_rows(rows))}, ("row 1", *words)
+                )
+            if backend_capabilities.read_your_writes:
+                assert await s.fetch_chat(*target) == [], "a rejected import wrote something"
+
+    @aio
+    async def test_imports_obey_the_batch_limits(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities,
+    ) -> None:
+        """An import is one transaction like a batch save: at most
+        ``max_batch_size`` rows and ``max_batch_bytes`` of content. The import
+        at the index bound 2**31-1 is stored."""
+        limits = Limits(max_content_bytes=1000, max_batch_bytes=2500, max_batch_size=4)
+        async with storage_factory.open(limits=limits, skip_consecutive_roles=False) as s:
+            if not isinstance(s.raw.backend, TableTools):
+                pytest.skip("backend implements no TableTools (export, import, prune, describe)")
+            c = fresh_ids.conv()
+            last = TableRow(*c, MAX_HISTORY_SIZE, "user", json.dumps("x" * 996), 7)
+            assert await s._t(s.raw.import_rows([last])) == 1
+            if backend_capabilities.read_your_writes:
+                assert [m.index for m in await s.fetch_chat(*c)] == [MAX_HISTORY_SIZE]
+            target = fresh_ids.conv(agent="imported")
+            five = [_row(target, i) for i in range(5)]
+            heavy = [TableRow(*target, i, "user", json.dumps("x" * 996), 5) for i in range(3)]
+            await _expect_rejected(
+                {"import of 5 rows": lambda: s._t(s.raw.import_rows(five))},
+                ("max_batch_size", "4"),
+            )
+            await _expect_rejected(
+                {"import of 2994 bytes": lambda: s._t(s.raw.import_rows(heavy))},
+                ("max_batch_bytes", "2500"),
+            )
+            if backend_capabilities.read_your_writes:
+                assert await s.fetch_chat(*target) == [], "a rejected import wrote something"
+
+
+def _size_calls(
+    s: TimedStorage, c: Conversation, m: dict[str, Any], size: Any
+) -> dict[str, Callable[[], Awaitable[object]]]:
+    """Every call that takes ``max_history_size``, with ``size``."""
+    return {
+        "save_chat_message": lambda: s.save_chat_message(*c, m, size),
+        "save_chat_messages": lambda: s.save_chat_messages(*c, [m], size),
+        "append_messages": lambda: s.append_messages(*c, [m], size),
+        "fetch_chat": lambda: s.fetch_chat(*c, size),
+    }
+
+
+def _row(c: Conversation, index: int) -> TableRow:
+    return TableRow(*c, index, "user" if index % 2 == 0 else "assistant",
+                    json.dumps([{"text": f"row {index}"}]), 1000 + index)
+

@@ -11,6 +11,7 @@ from ._concurrency import ConcurrencyTests
 from ._contract import ContractTests
 from ._fixtures import ConformanceFixtures
 from ._isolation import IsolationTests, UnicodeTests
+from ._loops import EventLoopTests
 from ._stateful import StatefulTests
 from ._table_tools import TableToolsTests
 
@@ -24,6 +25,7 @@ AREAS: dict[type, str] = {
     ConcurrencyTests: "concurrency",
     StatefulTests: "model-based",
     TableToolsTests: "table tools",
+    EventLoopTests: "event loops",
 }
 
 GUARDS = ("test_no_conformance_test_overridden", "test_known_failures_name_real_tests")
@@ -37,6 +39,7 @@ class ConformanceTests(
     ConcurrencyTests,
     StatefulTests,
     TableToolsTests,
+    EventLoopTests,
     ConformanceFixtures,
 ):
     """Subclass this (as ``Test<Backend>``) and define the ``storage_url`` fixture.

@@ -11,6 +11,14 @@ percent-encoded form) appeared: an empty list is a pass.
 
 The storage may work (the secret is right) or fail (it is wrong): both paths
 are where secrets leak.
+
+``url_shape_leaks(url)`` runs the same probe over the URL shapes that have
+leaked before, built from a backend's own URL: passwords with raw ``/ ? # @
+:`` or percent-encoded, user names with raw ``@`` or ``/``, URLs with
+credentials nested in query values (raw and percent-encoded), and tokens
+with raw or encoded reserved characters. Each shape hides canary pieces
+that must never show, whole or in part, and must also vanish from free text
+passed through ``redact_text``.
 """
 
 from __future__ import annotations
@@ -22,12 +30,12 @@ import logging
 import traceback
 from collections.abc import Iterator, Mapping
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
-from storage_core import TableTools, make_storage, parse_url
+from storage_core import TableTools, make_storage, parse_url, redact_text
 from storage_core.cli import main as cli_main
 
-__all__ = ["secret_leaks"]
+__all__ = ["secret_leaks", "url_shape_leaks", "url_shapes"]
 
 
 class _Capture(logging.Handler):
@@ -118,6 +126,12 @@ def secret_leaks(
     runs ``storage-core doctor`` and ``sessions`` on the URL (keyword
     ``options`` cannot reach the command line, so only URL secrets matter there).
     """
+    return _leaks(url, {secret, quote(secret, safe="")}, options, cli=cli)
+
+
+def _leaks(
+    url: str, forms: set[str], options: Mapping[str, Any] | None, *, cli: bool
+) -> list[str]:
     seen: dict[str, str] = {}
     with _debug_logs() as logs:
         try:
@@ -129,5 +143,73 @@ def secret_leaks(
         if cli:
             seen["command line"] = _cli(url)
     seen["logs"] = "\n".join(logs.texts)
-    forms = {secret, quote(secret, safe="")}
     return [place for place, text in seen.items() if any(f in text for f in forms)]
+
+
+# Canary pieces: letters and digits only, so each shows the same encoded or not.
+_A, _B = "Kq7VxCanary2Lm", "Rt4WzCanary9Pn"
+# A server that is never asked: every nested URL points at the discard port.
+_NESTED = "http://probe:{}@127.0.0.1:9"
+
+
+def url_shapes(url: str) -> list[tuple[str, str]]:
+    """The leak-prone variants of a backend's ``url``: (what it is, the URL).
+
+    Every one hides the canary pieces ``url_shape_leaks`` looks for. URLs
+    with a ``//`` authority get user-information shapes (the URL's own user
+    name kept, so a server with trust authentication still lets them in);
+    every URL gets the query shapes.
+    """
+    shapes: list[tuple[str, str]] = []
+    parts = urlsplit(url)
+    if url.partition(":")[2].startswith("//"):
+        user = parts.username or "probe"
+        scheme, _, rest = url.partition("://")
+        host_and_rest = rest.partition("@")[2] if "@" in parts.netloc else rest
+        for name, userinfo in [
+            ("a raw / in the password", f"{user}:{_A}/{_B}"),
+            ("a raw # in the password", f"{user}:{_A}#{_B}"),
+            ("a raw ? in the password", f"{user}:{_A}?{_B}"),
+            ("a raw @ in the password", f"{user}:{_A}@{_B}"),
+            ("a raw : in the password", f"{user}:{_A}:{_B}"),
+            ("raw / ? # @ : in the password", f"{user}:{_A}/?#@:{_B}"),
+            ("a raw @ in the user name", f"{user}@x:{_A}"),
+            ("a raw / in the user name", f"{user}/x:{_A}"),
+            ("a percent-encoded password", f"{user}:{quote(f'{_A}/?#@:% {_B}', safe='')}"),
+            ("a password and no user name", f":{_A}"),
+        ]:
+            shapes.append((name, f"{scheme}://{userinfo}@{host_and_rest}"))
+    sep = "&" if "?" in url else "?"
+    for name, query in [
+        ("a nested URL with a password", f"primary={_NESTED.format(_A)}"),
+        ("a percent-encoded nested URL with a password",
+         f"primary={quote(_NESTED.format(_A), safe='')}"),
+        ("a nested URL with a raw / in its password",
+         f"primary={_NESTED.format(f'{_A}/{_B}')}"),
+        ("a token in a nested URL",
+         f"primary={quote(f'http://127.0.0.1:9?authToken={_A}', safe='')}"),
+        ("a token with a raw #", f"authToken={_A}#{_B}"),
+        ("a percent-encoded token", f"authToken={quote(f'{_A}/?#@&= {_B}', safe='')}"),
+        ("a secret-named parameter", f"password={_A}"),
+    ]:
+        shapes.append((name, f"{url}{sep}{query}"))
+    return shapes
+
+
+def url_shape_leaks(url: str, *, cli: bool = True) -> list[str]:
+    """Where a canary piece showed, for each of :func:`url_shapes` of ``url``:
+    ``"<shape>: <place>"`` entries (empty list: nowhere).
+
+    ``url`` is a URL the backend serves (``postgresql://user@host/db``,
+    ``http://host:port``, ``sqlite:///path``); the shapes may open it or
+    fail on it, and both must keep every piece hidden.
+    """
+    pieces = {_A, _B}
+    found: list[str] = []
+    for name, shape in url_shapes(url):
+        places = _leaks(shape, pieces, None, cli=cli)
+        text = redact_text(f"failed to open {shape}: no answer")
+        if any(piece in text for piece in pieces):
+            places.append("redact_text")
+        found += [f"{name}: {place}" for place in places]
+    return found

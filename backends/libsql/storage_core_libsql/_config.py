@@ -1,12 +1,13 @@
 """From a parsed storage URL and ``make_storage`` options to a backend.
 
 ``file:`` URLs get the SQLite backend's own engine; every other scheme gets a
-:class:`~storage_core_libsql.LibsqlBackend` talking Hrana to sqld or Turso.
+`LibsqlBackend` talking Hrana to sqld or Turso.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class RemoteConfig:
-    """Everything a :class:`LibsqlBackend` needs."""
+    """Everything a `LibsqlBackend` needs."""
 
     endpoint: Endpoint
     auth_token: Secret | None = None
@@ -72,6 +73,15 @@ def _file_backend(url: StorageURL, options: Mapping[str, Any]) -> Backend:
         path = "/" + url.path  # file:///abs/path.db
     if not path or path == "/":
         raise ConfigurationError(f"the URL {url} names no database file")
+    # make_storage(create=False): open an existing file only, never create one.
+    if not getattr(options, "create", True) and path != ":memory:":
+        if not os.path.exists(path):
+            raise ConfigurationError(
+                f"the database file {path!r} does not exist (an existing database "
+                "was asked for, so none was created)"
+            )
+        if not os.path.isfile(path):
+            raise ConfigurationError(f"the database file {path!r} is not a file")
     from storage_core_sqlite import SqliteBackend
 
     return SqliteBackend.with_query(
@@ -134,6 +144,12 @@ def remote_config(url: StorageURL, options: Mapping[str, Any]) -> RemoteConfig:
 def _endpoint(url: StorageURL) -> Endpoint:
     if url.opaque or not url.host:
         raise ConfigurationError(f"a {url.scheme}:// URL needs a host: {url.scheme}://host[:port]")
+    if url.username is not None or url.password is not None:
+        # The driver URL carries no user information: say so rather than drop it.
+        raise ConfigurationError(
+            f"a libSQL server URL takes no user name or password (got {url}); the server "
+            "checks only the auth token: auth_token or the authToken parameter"
+        )
     tls_text = url.query_value("tls")
     if tls_text not in (None, "0", "1"):
         raise ConfigurationError(f"tls must be 0 or 1, got {tls_text!r}")

@@ -13,11 +13,13 @@ client is used as it is.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+import aiohttp
 import libsql_client
 
-__all__ = ["create_client"]
+__all__ = ["abandon_client", "create_client"]
 
 try:
     from libsql_client.hrana.client import HranaClient
@@ -60,3 +62,23 @@ def create_client(url: str, auth_token: str | None) -> Any:
     if url.startswith(("ws:", "wss:")) and HranaClient is not None:
         return _UnlimitedClient(url, auth_token)
     return libsql_client.create_client(url, auth_token=auth_token)
+
+
+def abandon_client(client: Any) -> None:
+    """Give up ``client`` without awaiting: its event loop has stopped or closed.
+
+    Both of libsql-client 0.3's clients keep an aiohttp session in
+    ``_session``. The session is marked closed and its connector closes what
+    it still can synchronously, so neither warns at garbage collection that
+    it was never closed (through the dead loop's exception handler, which
+    logs it as an error); on a closed loop the sockets are left to their
+    transports' finalizers.
+    """
+    session = getattr(client, "_session", None)
+    if not isinstance(session, aiohttp.ClientSession):
+        return
+    connector = session.connector
+    session.detach()
+    if connector is not None:
+        with contextlib.suppress(RuntimeError):  # the loop is closed
+            connector._close()

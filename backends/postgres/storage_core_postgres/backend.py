@@ -1,13 +1,13 @@
 """The asyncpg engine: a storage_core backend on a PostgreSQL server.
 
-A pool of connections (:mod:`storage_core_postgres.pool`) is opened by
+A pool of connections (`storage_core_postgres.pool`) is opened by
 ``initialize()`` and closed by ``close()``. Every call borrows one connection
 (without awaiting when one is idle) and runs exactly one statement on it, so
 each public call is one round trip to the server. A save is a call of the
 ``storage_core_append`` function, which serialises the saves of one
 conversation with a transaction-scoped advisory lock and then checks the last
 role, inserts, trims and reads back as separate statements (see
-:mod:`storage_core_postgres.sql`).
+`storage_core_postgres.sql`).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class PostgresBackend:
         """``postgresql://user:password@host:port/database?option=value&...``.
 
         Also ``postgres://`` and ``postgresql+asyncpg://``. Options (in the
-        query or as keywords): see :data:`storage_core_postgres.config.OPTIONS`.
+        query or as keywords): see `storage_core_postgres.config.OPTIONS`.
         """
         return cls(PostgresConfig.from_url(url, options), url=url.render())
 
@@ -126,6 +126,14 @@ class PostgresBackend:
         except (Exception, asyncio.CancelledError):
             pool.terminate()
             raise
+
+    def detach(self) -> None:
+        """Drop the pool, whose connections belong to an event loop that has
+        stopped, without awaiting; the next ``initialize()`` opens a new one
+        on the calling loop."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.abandon()
 
     async def _call(
         self, what: str, action: Callable[[Any], Awaitable[T]], *, write: bool

@@ -1,7 +1,7 @@
 """Turning a ``postgresql://`` URL and keyword options into connection settings.
 
-Nothing here imports asyncpg. The password stays a :class:`~storage_core.Secret`
-until :meth:`PostgresConfig.connect_kwargs` hands it to the driver.
+Nothing here imports asyncpg. The password stays a `Secret`
+until `PostgresConfig.connect_kwargs` hands it to the driver.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ __all__ = ["OPTIONS", "PostgresConfig"]
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 OPTIONS: dict[str, str] = {
     "min_size": "connections the pool opens at start and keeps (default 1)",
@@ -82,7 +82,7 @@ class PostgresConfig:
             raise ConfigurationError(
                 f"min_size ({self.min_size}) must not exceed max_size ({self.max_size})"
             )
-        if not _IDENTIFIER.match(self.schema):
+        if not _IDENTIFIER.fullmatch(self.schema):
             raise ConfigurationError(
                 f"schema must be a plain identifier (letters, digits, _; at most 63), "
                 f"got {self.schema!r}"

@@ -41,6 +41,22 @@ Connection = Any
 """An ``asyncpg.Connection`` (asyncpg ships no type information)."""
 
 
+def _abandon(conn: Connection) -> None:
+    """Close ``conn`` without its event loop, which has stopped or closed.
+
+    On a closed loop ``terminate()`` fails once it asks the loop to finish
+    the close: the socket is then closed here (the transport's ``_sock``,
+    which asyncio closes the same way), so the server sees the client go.
+    """
+    try:
+        conn.terminate()
+    except RuntimeError:  # the loop is closed
+        transport = getattr(conn, "_transport", None)
+        sock = getattr(transport, "_sock", None)
+        if sock is not None:
+            sock.close()
+
+
 def _terminate_result(task: asyncio.Future[Connection]) -> None:
     """Done callback of an abandoned connection attempt: close what it opened."""
     if not task.cancelled() and task.exception() is None:
@@ -48,11 +64,11 @@ def _terminate_result(task: asyncio.Future[Connection]) -> None:
 
 
 class Pool:
-    """At most ``max_size`` connections from ``connect``; ``min_size`` opened by :meth:`open`.
+    """At most ``max_size`` connections from ``connect``; ``min_size`` opened by `open`.
 
-    Borrow with :meth:`take` (an idle connection or ``None``, without
-    awaiting) or :meth:`acquire` (waits for one, opening a connection when
-    below ``max_size``); give back with :meth:`release`.
+    Borrow with `take` (an idle connection or ``None``, without
+    awaiting) or `acquire` (waits for one, opening a connection when
+    below ``max_size``); give back with `release`.
     """
 
     def __init__(
@@ -123,7 +139,7 @@ class Pool:
     async def acquire(self) -> Connection:
         """A connection: an idle one, a new one below ``max_size``, or the next released.
 
-        Raises :class:`~storage_core.ClosedError` once the pool is closed, and
+        Raises `ClosedError` once the pool is closed, and
         whatever ``connect`` raises.
         """
         while True:
@@ -240,7 +256,7 @@ class Pool:
     async def close(self) -> None:
         """Refuse new calls, wait for the borrowed connections to come back,
         close every connection gracefully. Calls waiting for a connection get
-        :class:`~storage_core.ClosedError`."""
+        `ClosedError`."""
         self._shut()
         idle, self._idle = self._idle, []
         for conn, _ in idle:
@@ -248,6 +264,18 @@ class Pool:
         while self._all or self._opening:
             self._changed = asyncio.Event()
             await self._changed.wait()
+
+    def abandon(self) -> None:
+        """Close the pool and every connection without touching the event loop
+        they belong to, which has stopped or closed; awaits nothing. Calls
+        still waiting on that loop are never woken (nothing runs there)."""
+        self._closed = True
+        self._waiters.clear()
+        self._idle.clear()
+        self._retiring.clear()
+        conns, self._all = self._all, set()
+        for conn in conns:
+            _abandon(conn)
 
     def terminate(self) -> None:
         """Close every connection at once, borrowed or not, without waiting."""

@@ -2,7 +2,7 @@
 
 Statements use ``$n`` parameters with explicit casts, so the same text runs
 as a prepared statement or, behind a transaction-mode pooler, with the values
-inlined as literals (:mod:`storage_core_postgres.wire`).
+inlined as literals (`storage_core_postgres.wire`).
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ END $storage_core$""",
 
     @cached_property
     def append_one(self) -> str:
-        """:attr:`append` of one row, given as (user, session, agent, role,
+        """`append` of one row, given as (user, session, agent, role,
         content, timestamp, ...): scalars, to storage_core_append_one."""
         return (
             f"SELECT * FROM {self._s}.storage_core_append_one($1::text, $2::text, $3::text, "

@@ -1,9 +1,9 @@
 """Running one statement in one round trip, with or without prepared statements.
 
-:class:`PreparedRunner` is asyncpg's usual path: each statement is prepared
+`PreparedRunner` is asyncpg's usual path: each statement is prepared
 once per connection (cached), then every call is one Bind/Execute exchange.
 
-:class:`LiteralRunner` is for transaction-mode poolers such as PgBouncer,
+`LiteralRunner` is for transaction-mode poolers such as PgBouncer,
 which may hand the next message of a session to another server connection as
 soon as a transaction ends, so a statement prepared in one exchange may be
 gone (or be another client's) in the next. It sends each call as one

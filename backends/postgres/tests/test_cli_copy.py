@@ -6,10 +6,11 @@ import asyncio
 import io
 import json
 import uuid
+from pathlib import Path
 
 import pytest
 
-from storage_core import TableRow, make_storage
+from storage_core import TableRow, make_storage, parse_url
 from storage_core.cli import main
 
 
@@ -26,7 +27,8 @@ def test_copy_ten_thousand_messages_and_rerun(
 
     async def seed() -> None:
         async with make_storage(source) as storage:
-            assert await storage.import_rows(rows) == 10_000
+            for start in range(0, len(rows), 1000):  # max_batch_size per import
+                assert await storage.import_rows(rows[start:start + 1000]) == 1000
     asyncio.run(seed())
 
     out = io.StringIO()
@@ -47,3 +49,24 @@ def test_copy_ten_thousand_messages_and_rerun(
             assert [m.index for m in history] == list(range(500))
             assert await storage.delete_user(user) == 10_000
     asyncio.run(check())
+
+
+def test_copy_errors_name_the_side_that_failed(
+    postgres_database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A mistyped SQLite source is refused, not created, and nothing reaches PostgreSQL.
+    missing = tmp_path / "chta.db"
+    assert main(["copy", f"sqlite:///{missing}", postgres_database_url, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("storage-core: error: source: ") and "does not exist" in err
+    assert not missing.exists()
+
+    # A database the server does not have: the target's configuration failed (2).
+    source = f"memory://copy-{uuid.uuid4().hex}"
+    server = parse_url(postgres_database_url)
+    no_db = (f"postgresql://{server.username or 'postgres'}:hunter2@{server.host}:"
+             f"{server.port or 5432}/storage_core_no_such_database")
+    assert main(["copy", source, no_db, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("storage-core: error: target: ") and len(err.splitlines()) == 1
+    assert "does not exist" in err and "hunter2" not in err

@@ -77,6 +77,13 @@ def test_bad_options_are_configuration_errors(query: str) -> None:
     assert "hunter2" not in str(info.value)
 
 
+@pytest.mark.parametrize("schema", ["x%0A", "x%0D%0A", "%0Ax", "x%00", "x%20"])
+def test_schema_must_be_an_identifier_to_its_last_character(schema: str) -> None:
+    """A trailing newline once passed the check and created a schema named "x\\n"."""
+    with pytest.raises(ConfigurationError, match="schema must be a plain identifier"):
+        make_storage(f"postgresql://u@h/db?schema={schema}")
+
+
 def test_unknown_keyword_option() -> None:
     with pytest.raises(ConfigurationError, match="unknown"):
         make_storage("postgresql://h/db", auth_token="x")

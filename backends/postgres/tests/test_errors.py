@@ -132,3 +132,14 @@ def test_secret_hygiene_probe_with_canary_passwords(pgbouncer: Any) -> None:
     assert secret_leaks(pgbouncer.url(password=canary), canary) == []
     assert secret_leaks(pgbouncer.url(password="x"), canary, {"password": canary}) == []
     assert secret_leaks(pgbouncer.url(), pgbouncer.password) == []
+
+
+def test_url_shapes_never_show_a_credential(
+    postgres_database_url: str, pgbouncer: Any
+) -> None:
+    """Issue 17: the probe's leak-prone URL shapes, on a trusting server (the
+    storage opens) and behind PgBouncer, which checks passwords (it fails)."""
+    from storage_core_conformance.secrets import url_shape_leaks
+
+    assert url_shape_leaks(postgres_database_url) == []
+    assert url_shape_leaks(pgbouncer.url()) == []

@@ -3,7 +3,7 @@
 Installing this distribution registers the ``sqlite`` scheme through the
 ``storage_core.backends`` entry point; use it with
 ``storage_core.make_storage("sqlite:///chat.db")``. ``SqliteBackend`` and the
-shared SQL (:mod:`storage_core_sqlite.sql`, :mod:`storage_core_sqlite.plan`)
+shared SQL (`storage_core_sqlite.sql`, `storage_core_sqlite.plan`)
 are public so other SQLite-family backends reuse them.
 
 Importing this package does not import aiosqlite (listing backends stays

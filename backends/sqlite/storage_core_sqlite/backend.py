@@ -7,12 +7,13 @@ processes on one file queue on SQLite's lock (busy timeout), and a busy error
 that outlasts it is a ``TransientError`` the core retries. A second connection
 serves reads without waiting for writers (WAL). aiosqlite runs every call on
 its own thread, so the event loop never waits on file I/O; a whole write
-transaction is one call there (:mod:`storage_core_sqlite.thread`), so a save
+transaction is one call there (`storage_core_sqlite.thread`), so a save
 costs one trip to the thread, as a single ``execute`` does.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -45,7 +46,7 @@ from .plan import (
     to_sessions,
     to_table_rows,
 )
-from .thread import check_aiosqlite, on_thread, transaction
+from .thread import check_aiosqlite, connect, fetch_all, on_thread, transaction
 
 __all__ = ["SqliteBackend"]
 
@@ -109,6 +110,15 @@ class SqliteBackend:
             )
         if not url.path:
             raise ConfigurationError(f"the SQLite URL {url} names no database file")
+        # make_storage(create=False): open an existing file only, never create one.
+        if not getattr(options, "create", True) and url.path != ":memory:":
+            if not os.path.exists(url.path):
+                raise ConfigurationError(
+                    f"the SQLite database {url.path!r} does not exist (an existing "
+                    "database was asked for, so none was created)"
+                )
+            if not os.path.isfile(url.path):
+                raise ConfigurationError(f"the SQLite database {url.path!r} is not a file")
         return cls.with_query(url.path, url, scheme="sqlite://")
 
     @classmethod
@@ -137,15 +147,18 @@ class SqliteBackend:
 
     async def _connect(self) -> aiosqlite.Connection:
         try:
-            conn = await aiosqlite.connect(
+            conn = await connect(
                 self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None
             )
         except sqlite3.Error as exc:
             raise ConfigurationError(
                 f"cannot open the SQLite database {self.path!r}: {exc}"
             ) from exc
-        await conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        await conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        try:
+            await on_thread(conn, _set_pragmas, int(self.busy_timeout_ms), self.synchronous)
+        except BaseException:
+            await conn.close()
+            raise
         return conn
 
     async def initialize(self) -> None:
@@ -156,12 +169,7 @@ class SqliteBackend:
         check_aiosqlite()
         writer = await self._connect()
         try:
-            if not self.in_memory:
-                await writer.execute("PRAGMA journal_mode = WAL")
-            await writer.execute("BEGIN IMMEDIATE")
-            for statement in sql.SCHEMA:
-                await writer.execute(statement)
-            await writer.execute("COMMIT")
+            await on_thread(writer, _create_schema, not self.in_memory)
             reader = writer if self.in_memory else await self._connect()
         except sqlite3.Error as exc:
             await writer.close()
@@ -201,7 +209,7 @@ class SqliteBackend:
     async def _read(self, what: str, statement: str, params: Sequence[Any]) -> list[Any]:
         conn = self._conn(self._reader)
         try:
-            return list(await conn.execute_fetchall(statement, params))
+            return await on_thread(conn, fetch_all, statement, params)
         except sqlite3.Error as exc:
             raise translate(exc, what) from exc
 
@@ -262,6 +270,22 @@ class SqliteBackend:
             "indexes": [str(row[0]) for row in indexes],
             "server": f"SQLite {sqlite3.sqlite_version} (file {self.path})",
         }
+
+
+def _set_pragmas(db: sqlite3.Connection, busy_timeout_ms: int, synchronous: str) -> None:
+    db.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    db.execute(f"PRAGMA synchronous = {synchronous}")
+
+
+def _create_schema(db: sqlite3.Connection, wal: bool) -> None:
+    if wal:
+        db.execute("PRAGMA journal_mode = WAL")
+
+    def create(db: sqlite3.Connection) -> None:
+        for statement in sql.SCHEMA:
+            db.execute(statement)
+
+    transaction(db, create)
 
 
 def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> tuple[int | None, int, list[Any]]:

@@ -34,7 +34,7 @@ class AppendPlan:
 
     @property
     def single(self) -> bool:
-        """One row to insert: its ``INSERT ... RETURNING`` (:meth:`returning_insert`)
+        """One row to insert: its ``INSERT ... RETURNING`` (`returning_insert`)
         reports the index it took, so nothing needs reading first."""
         return len(self.request.rows) == 1 and sql.HAS_RETURNING
 
@@ -48,8 +48,8 @@ class AppendPlan:
 
     def inserts(self) -> list[Statement]:
         """Statements that insert every row and return the indexes they took
-        (see :func:`indexes_taken`), for an engine that cannot read between
-        statements: :meth:`returning_insert` for one row, else one
+        (see `indexes_taken`), for an engine that cannot read between
+        statements: `returning_insert` for one row, else one
         ``sql.insert_rows`` statement per ``sql.ROWS_PER_INSERT`` rows."""
         req = self.request
         if len(req.rows) == 1:
@@ -68,12 +68,12 @@ class AppendPlan:
 
     @property
     def insert_count(self) -> int:
-        """How many statements :meth:`inserts` gives."""
+        """How many statements `inserts` gives."""
         rows = len(self.request.rows)
         return 1 if rows <= 1 else -(-rows // sql.ROWS_PER_INSERT)
 
     def statements(self) -> list[Statement]:
-        """Every statement, for a remote batch: :meth:`inserts`, then trim and
+        """Every statement, for a remote batch: `inserts`, then trim and
         read if any."""
         out = self.inserts()
         if self.trim is not None:
@@ -122,7 +122,7 @@ class AppendPlan:
 
 def indexes_taken(rows: Iterable[Sequence[Any]]) -> tuple[int | None, int]:
     """(last index before the save, rows inserted) from the rows that the
-    statements of :meth:`AppendPlan.inserts` returned (one index each)."""
+    statements of `AppendPlan.inserts` returned (one index each)."""
     indexes = [int(row[0]) for row in rows]
     if not indexes:
         return None, 0

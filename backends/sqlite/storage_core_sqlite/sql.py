@@ -76,7 +76,7 @@ took (no row back: the role rule left it out) without reading it first;
 SQLite 3.35 and later."""
 
 ROWS_PER_INSERT = 500
-"""Rows per :func:`insert_rows` statement (3 parameters a row, far below
+"""Rows per `insert_rows` statement (3 parameters a row, far below
 SQLite's limit of 32,766)."""
 
 

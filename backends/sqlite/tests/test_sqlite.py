@@ -9,6 +9,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -183,17 +184,23 @@ async def test_large_save_does_not_block_the_event_loop(tmp_path: Path) -> None:
     assert len(ticks) > 10
 
 
+class _CountedQueue:
+    """Stands in for a connection's queue to its thread, recording each call put on it."""
+
+    def __init__(self, queue: Any, trips: list[str]) -> None:
+        self.queue, self.trips = queue, trips
+
+    def put_nowait(self, item: Any) -> None:
+        fn = getattr(item[1], "func", item[1])
+        self.trips.append(getattr(fn, "__name__", repr(fn)))
+        self.queue.put_nowait(item)
+
+
 def _count_trips(backend: SqliteBackend, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every call aiosqlite queues on the writer's and reader's threads."""
+    """Record every call queued on the writer's and reader's threads."""
     trips: list[str] = []
     for conn in {id(c): c for c in (backend._writer, backend._reader) if c}.values():
-        queue = conn._execute
-
-        async def counted(fn: object, *args: object, _queue: object = queue) -> object:
-            trips.append(getattr(fn, "__name__", repr(fn)))
-            return await _queue(fn, *args)  # type: ignore[operator]
-
-        monkeypatch.setattr(conn, "_execute", counted)
+        monkeypatch.setattr(conn, "_tx", _CountedQueue(conn._tx, trips))
     return trips
 
 
@@ -249,6 +256,6 @@ def test_missing_aiosqlite_internals_are_a_clear_error(monkeypatch: pytest.Monke
     from storage_core_sqlite.thread import check_aiosqlite
 
     check_aiosqlite()
-    monkeypatch.delattr(aiosqlite.Connection, "_execute")
+    monkeypatch.delattr(aiosqlite.Connection, "_conn")
     with pytest.raises(ConfigurationError, match=r"aiosqlite>=0.20,<0.23"):
         check_aiosqlite()
