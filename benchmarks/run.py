@@ -42,6 +42,8 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
     }
+    if hasattr(os, "getloadavg"):  # how busy the machine was when the run started
+        info["load_average"] = [round(x, 2) for x in os.getloadavg()]
     try:
         with open("/proc/meminfo") as f:
             info["memory_gib"] = round(int(f.readline().split()[1]) / 2**20, 1)

@@ -22,9 +22,11 @@ __all__ = ["BackendFactory", "BackendRegistry", "BackendSpec"]
 BackendFactory = Callable[[StorageURL, Mapping[str, Any]], Backend]
 """Builds a backend from a parsed URL and the backend-specific options of
 ``make_storage``; it must reject options it does not know with a
-:class:`~storage_core.errors.ConfigurationError`."""
+[`ConfigurationError`][storage_core.errors.ConfigurationError]."""
 
 # Only used to say what to install for a well-known scheme nobody registered.
+# These distributions are not on PyPI, so the hint names the two installs that
+# work (docs/install.md): from a checkout, and from wheels built by uv.
 _INSTALL_HINTS = {
     "sqlite": "storage-core-sqlite",
     "postgresql": "storage-core-postgres",
@@ -36,6 +38,21 @@ _INSTALL_HINTS = {
     "http": "storage-core-libsql",
     "https": "storage-core-libsql",
 }
+_CHECKOUT_PATHS = {
+    "storage-core-sqlite": ("backends/sqlite",),
+    "storage-core-postgres": ("backends/postgres",),
+    "storage-core-libsql": ("backends/sqlite", "backends/libsql"),
+}
+
+
+def _install_hint(distribution: str) -> str:
+    editable = " ".join(f"-e {path}" for path in _CHECKOUT_PATHS[distribution])
+    return (
+        f"install the {distribution} distribution (it is not on PyPI): "
+        f"from a checkout's root: pip install {editable}; "
+        f"from wheels built there by uv build --all-packages: "
+        f"pip install --find-links dist {distribution}; see docs/install.md"
+    )
 
 
 @dataclass(frozen=True)
@@ -75,7 +92,7 @@ class BackendSpec:
 
 @dataclass
 class BackendRegistry:
-    """URL scheme -> :class:`BackendSpec`, filled by the
+    """URL scheme -> [`BackendSpec`][storage_core.BackendSpec], filled by the
     ``storage_core_register_backends`` hook."""
 
     _specs: dict[str, BackendSpec] = field(default_factory=dict)
@@ -142,8 +159,8 @@ class BackendRegistry:
         hint = _INSTALL_HINTS.get(scheme.split("+", 1)[0])
         if hint is not None:
             raise MissingDriverError(
-                f"no installed backend serves {scheme}:// URLs; install it with: pip install "
-                f"{hint} (installed schemes: {known})",
+                f"no installed backend serves {scheme}:// URLs; {_install_hint(hint)} "
+                f"(installed schemes: {known})",
                 package=hint,
             )
         raise ConfigurationError(

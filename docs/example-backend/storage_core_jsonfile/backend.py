@@ -90,6 +90,12 @@ class JsonFileBackend:
     async def close(self) -> None:
         return None
 
+    def detach(self) -> None:
+        # Optional: the event loop this backend ran on has stopped and another
+        # takes over. An asyncio.Lock belongs to the loop that first waited on
+        # it, so make a new one; the rows in memory stay valid.
+        self._lock = asyncio.Lock()
+
     async def _commit(self, data: Conversations) -> None:
         try:
             await asyncio.to_thread(_save, self.path, data)
