@@ -495,7 +495,7 @@ class ChatStorage:
                 route, epoch, target = self._route(loop)
             if route == _DIRECT:
                 try:
-                    if connect:
+                    if connect and self._ready_epoch != epoch:
                         await self._connect_here(epoch)
                     return await call()
                 finally:

@@ -68,8 +68,7 @@ def test_any_password_is_hidden_and_recovered(password: str) -> None:
 
     url = parse_url(f"postgresql://bob:{quote(password, safe='')}@h/db")
     assert url.password is not None and url.password.reveal() == password
-    if len(password) > 3:
-        assert quote(password, safe="") not in str(url).replace("***", "")
+    assert str(url) == "postgresql://bob:***@h/db"
 
 
 # Issue 17: secrets in URLs of every shape. A and B are canary pieces; neither

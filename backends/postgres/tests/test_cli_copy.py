@@ -6,7 +6,6 @@ import asyncio
 import io
 import json
 import uuid
-from pathlib import Path
 
 import pytest
 
@@ -52,20 +51,21 @@ def test_copy_ten_thousand_messages_and_rerun(
 
 
 def test_copy_errors_name_the_side_that_failed(
-    postgres_database_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    postgres_database_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # A mistyped SQLite source is refused, not created, and nothing reaches PostgreSQL.
-    missing = tmp_path / "chta.db"
-    assert main(["copy", f"sqlite:///{missing}", postgres_database_url, "-q"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("storage-core: error: source: ") and "does not exist" in err
-    assert not missing.exists()
-
-    # A database the server does not have: the target's configuration failed (2).
-    source = f"memory://copy-{uuid.uuid4().hex}"
+    # (A mistyped SQLite source is tests/test_cli_safety.py's: this session
+    # installs PostgreSQL alone.) A database the server does not have, as the
+    # source and then as the target: the error names the side (exit 2), shows
+    # no password, and nothing is created.
     server = parse_url(postgres_database_url)
     no_db = (f"postgresql://{server.username or 'postgres'}:hunter2@{server.host}:"
              f"{server.port or 5432}/storage_core_no_such_database")
+    assert main(["copy", no_db, postgres_database_url, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("storage-core: error: source: ") and len(err.splitlines()) == 1
+    assert "does not exist" in err and "hunter2" not in err
+
+    source = f"memory://copy-{uuid.uuid4().hex}"
     assert main(["copy", source, no_db, "-q"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("storage-core: error: target: ") and len(err.splitlines()) == 1
