@@ -23,6 +23,7 @@ __all__ = [
     "NewRow",
     "RowValues",
     "StoredRow",
+    "SupportsPop",
     "TableRow",
     "TableTools",
 ]
@@ -188,6 +189,28 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release connections; idempotent."""
+
+
+@runtime_checkable
+class SupportsPop(Protocol):
+    """The optional pop operation behind
+    [`ChatStorage.pop_message`][storage_core.ChatStorage.pop_message].
+
+    Optional so that a backend written before it existed still works for
+    every other call; ``pop_message`` on a backend without it raises
+    [`ConfigurationError`][storage_core.errors.ConfigurationError].
+    """
+
+    async def pop(self, key: ConversationKey) -> RowValues | None:
+        """Delete the conversation's newest row (highest ``message_index``)
+        and return it, or None if the conversation has no rows.
+
+        Atomic: the read and the delete are one step, so two concurrent pops
+        never return the same row, and a pop racing a save returns either the
+        saved row or the one before it, never a row that stays stored. Nothing
+        else is touched; the next save takes the index after the highest one
+        then present (so the popped index may be used again).
+        """
 
 
 @runtime_checkable

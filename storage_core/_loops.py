@@ -75,6 +75,18 @@ class LoopThread:
                 await asyncio.sleep(0.001)
         self.thread.join()
 
+    def stop_soon(self) -> None:
+        """Tell the loop to stop (cancelling what still runs on it), without waiting."""
+        with contextlib.suppress(RuntimeError):  # already closed
+            asyncio.run_coroutine_threadsafe(self._shut_down(), self.loop)
+
+    def stop_blocking(self, timeout: float | None = None) -> None:
+        """`stop` for a caller without an event loop: blocks until the thread
+        ends (or ``timeout`` passes). Not from the loop's own thread."""
+        if self.thread.is_alive():
+            self.stop_soon()
+        self.thread.join(timeout)
+
 
 async def run_on(loop: asyncio.AbstractEventLoop, call: Callable[[], Awaitable[T]]) -> T:
     """``await call()`` run on ``loop`` (running in another thread).

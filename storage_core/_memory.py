@@ -18,6 +18,7 @@ from ._backend import (
     AppendResult,
     Capabilities,
     ConversationKey,
+    RowValues,
     StoredRow,
     TableRow,
 )
@@ -88,6 +89,15 @@ class MemoryBackend:
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
         return newest(self._store.conversations.get(key, []), limit)
+
+    async def pop(self, key: ConversationKey) -> RowValues | None:
+        rows = self._store.conversations.get(key)
+        if not rows:
+            return None
+        row = rows.pop()
+        if not rows:
+            del self._store.conversations[key]
+        return row
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
         return [

@@ -26,6 +26,7 @@ from ._backend import (
     ConversationKey,
     NewRow,
     RowValues,
+    SupportsPop,
     TableRow,
     TableTools,
 )
@@ -301,6 +302,29 @@ class ChatStorage:
         )
         await self._ensure_ready()
         return await self._call("append", lambda: self._backend.append(request), write=True)
+
+    async def pop_message(
+        self, user_id: str, session_id: str, agent_id: str
+    ) -> StoredMessage | None:
+        """Delete the conversation's newest message and return it (None when
+        the conversation is empty), in one atomic step.
+
+        Two concurrent pops never return the same message. A pop is a write:
+        it is not repeated after a failure that may have committed it. The
+        next save takes the index after the highest one still stored, so the
+        popped message's index may be given again.
+        """
+        key = self._key(user_id, session_id, agent_id)
+        backend = self._backend
+        if not isinstance(backend, SupportsPop):
+            raise ConfigurationError(
+                f"the {type(backend).__name__} backend does not support pop_message"
+            )
+        await self._ensure_ready()
+        row = await self._call("pop_message", lambda: backend.pop(key), write=True)
+        if row is None:
+            return None
+        return self._messages([row])[0]
 
     # -- reads -------------------------------------------------------------
 

@@ -16,6 +16,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "MissingDriverError",
+    "RunningLoopError",
     "StorageError",
     "TransientError",
     "ValidationError",
@@ -72,3 +73,9 @@ class ConflictError(StorageError):
 
 class ClosedError(StorageError, RuntimeError):
     """The storage was used after ``close()``."""
+
+
+class RunningLoopError(StorageError, RuntimeError):
+    """A blocking call of ``storage_core.sync`` was made from a
+    thread whose event loop is running: it would stall that loop. Await the
+    same method of the async ``ChatStorage`` instead."""

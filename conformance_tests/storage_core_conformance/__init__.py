@@ -73,6 +73,7 @@ from ._plugin import (
 from ._plugin import (
     pytest_terminal_summary as pytest_terminal_summary,
 )
+from ._pop import pop_in_process
 from ._stateful import EXAMPLES_ENV, ConformanceMachine, example_count
 from ._suite import ConformanceTests, overridden_tests
 from ._support import (
@@ -100,5 +101,6 @@ __all__ = [
     "example_count",
     "msg",
     "overridden_tests",
+    "pop_in_process",
     "requires",
 ]

@@ -17,10 +17,12 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, rule, run_sta
 
 from storage_core import (
     ChatStorage,
+    ConfigurationError,
     Message,
     SessionInfo,
     StorageError,
     StoredMessage,
+    SupportsPop,
     make_storage,
 )
 
@@ -216,6 +218,21 @@ class ConformanceMachine(RuleBasedStateMachine):
         conv = self._conv(user, session, agent)
         batch = [*batch[:where], bad, *batch[where:]]
         assert self._both(lambda s: s.save_chat_messages(*conv, batch)) is None
+        self._check_conversation(conv)
+
+    @rule(user=_slot, session=_slot, agent=_slot)
+    def pop_message(self, user: int, session: int, agent: int) -> None:
+        conv = self._conv(user, session, agent)
+        assert self.backend is not None
+        if not isinstance(self.backend.backend, SupportsPop):
+            with pytest.raises(ConfigurationError):
+                self._run(self.backend.pop_message(*conv))
+            return
+        out = self._both(lambda s: s.pop_message(*conv))
+        assert out is not None
+        got, want = out
+        _same_messages([m for m in [got] if m is not None], [m for m in [want] if m is not None],
+                       "pop_message")
         self._check_conversation(conv)
 
     @rule(user=_slot, session=_slot, agent=_slot, size=_size)

@@ -12,6 +12,7 @@ from ._contract import ContractTests
 from ._fixtures import ConformanceFixtures
 from ._isolation import IsolationTests, UnicodeTests
 from ._loops import EventLoopTests
+from ._pop import PopTests
 from ._stateful import StatefulTests
 from ._table_tools import TableToolsTests
 
@@ -23,6 +24,7 @@ AREAS: dict[type, str] = {
     IsolationTests: "isolation",
     UnicodeTests: "unicode",
     ConcurrencyTests: "concurrency",
+    PopTests: "pop",
     StatefulTests: "model-based",
     TableToolsTests: "table tools",
     EventLoopTests: "event loops",
@@ -37,6 +39,7 @@ class ConformanceTests(
     IsolationTests,
     UnicodeTests,
     ConcurrencyTests,
+    PopTests,
     StatefulTests,
     TableToolsTests,
     EventLoopTests,

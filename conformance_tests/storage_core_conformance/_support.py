@@ -165,6 +165,11 @@ class TimedStorage:
     ) -> list[StoredMessage]:
         return await self._t(self.raw.fetch_chat(user_id, session_id, agent_id, max_history_size))
 
+    async def pop_message(
+        self, user_id: Any, session_id: Any, agent_id: Any
+    ) -> StoredMessage | None:
+        return await self._t(self.raw.pop_message(user_id, session_id, agent_id))
+
     async def fetch_all_chats(self, user_id: Any, session_id: Any) -> list[StoredMessage]:
         return await self._t(self.raw.fetch_all_chats(user_id, session_id))
 

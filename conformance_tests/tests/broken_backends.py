@@ -2,7 +2,9 @@
 
 Each derives from the in-memory reference and breaks one rule. The module
 registers the schemes ``broken-notrim``, ``broken-lostwrite``,
-``broken-wrongorder``, ``broken-leaky`` and ``broken-indextrim`` when passed to
+``broken-wrongorder``, ``broken-leaky``, ``broken-indextrim``,
+``broken-racypop`` and ``broken-nopop`` (not broken: a backend written
+before pop existed) when passed to
 ``storage_core.register_plugin``.
 """
 
@@ -19,6 +21,7 @@ from storage_core import (
     BackendRegistry,
     ConversationKey,
     MemoryBackend,
+    RowValues,
     StorageURL,
     StoredRow,
     drop_consecutive_roles,
@@ -84,6 +87,29 @@ class IndexTrimBackend(MemoryBackend):
         return AppendResult(stored=result.stored, history=history)
 
 
+class RacyPopBackend(MemoryBackend):
+    """Pops in two steps: reads the newest row, yields to the loop, then
+    deletes it; concurrent pops return the same row and delete it once."""
+
+    async def pop(self, key: ConversationKey) -> RowValues | None:
+        rows = self._store.conversations.get(key, [])
+        if not rows:
+            return None
+        row = rows[-1]
+        await asyncio.sleep(0)  # another pop reads the same newest row here
+        rows = self._store.conversations.get(key, [])
+        if row in rows:
+            rows.remove(row)
+        return row
+
+
+class NoPopBackend(MemoryBackend):
+    """A complete backend that implements no pop (written before it existed):
+    ``pop_message`` must refuse with ConfigurationError, all else works."""
+
+    pop = None  # type: ignore[assignment]  # hides MemoryBackend.pop from SupportsPop
+
+
 def _factory(cls: type[MemoryBackend]) -> Any:
     def build(url: StorageURL, options: Mapping[str, Any]) -> MemoryBackend:
         return cls()
@@ -96,10 +122,13 @@ lostwrite = _factory(LostWriteBackend)
 wrongorder = _factory(WrongOrderBackend)
 leaky = _factory(LeakyBackend)
 indextrim = _factory(IndexTrimBackend)
+racypop = _factory(RacyPopBackend)
+nopop = _factory(NoPopBackend)
 
 
 @hookimpl
 def storage_core_register_backends(registry: BackendRegistry) -> None:
-    for name in ("notrim", "lostwrite", "wrongorder", "leaky", "indextrim"):
+    for name in ("notrim", "lostwrite", "wrongorder", "leaky", "indextrim", "racypop",
+                 "nopop"):
         registry.register(f"broken-{name}", f"broken_backends:{name}",
                           distribution="storage-core-conformance-selftest")

@@ -68,6 +68,8 @@ BROKEN_CLASSES = (
     + _class("TestWrongOrder", "broken-wrongorder://")
     + _class("TestLeaky", "broken-leaky://")
     + _class("TestIndexTrim", "broken-indextrim://")
+    + _class("TestRacyPop", "broken-racypop://")
+    + _class("TestNoPop", "broken-nopop://")
     + _class("TestOverrides", "memory://", '''
         def test_trim_deletes_older_rows(self) -> None:
             pass
@@ -98,6 +100,10 @@ BROKEN_SELECTION = {
     "TestLeaky": ["test_users_never_mix", "test_random_calls_match_reference"],
     "TestIndexTrim": ["test_trimming_counts_messages_when_indexes_have_gaps",
                       "test_trim_deletes_older_rows"],
+    "TestRacyPop": ["test_concurrent_pops_return_each_message_once",
+                    "test_pop_returns_the_newest_and_leaves_the_rest"],
+    "TestNoPop": ["test_pop_returns_the_newest_and_leaves_the_rest",
+                  "test_random_calls_match_reference", "test_async_with"],
     "TestOverrides": ["test_no_conformance_test_overridden", "test_known_failures_name_real_tests"],
     "TestKnownFailures": ["test_trim_deletes_older_rows", "test_async_with",
                           "test_bad_id_rejected", "test_no_conformance_test_overridden"],
@@ -170,6 +176,7 @@ def test_reference_backend_passes(runs: dict[str, Run], name: str) -> None:
         "TestMemory::test_data_survives_reopen",
         "TestMemory::test_concurrent_storages_on_one_url",
         "TestMemory::test_concurrent_processes_append",
+        "TestMemory::test_concurrent_processes_pop",
     }
     assert "backend declares no shared_across_processes" in run.output
     assert "storage_core conformance" in run.output, "the summary is missing"
@@ -217,6 +224,24 @@ def test_trim_by_index_arithmetic_is_caught(runs: dict[str, Run]) -> None:
     assert "TestIndexTrim::test_trimming_counts_messages_when_indexes_have_gaps" in run.failed(), (
         run.output[-3000:])
     assert "TestIndexTrim::test_trim_deletes_older_rows" in run.with_outcome("passed")
+
+
+def test_non_atomic_pop_is_caught(runs: dict[str, Run]) -> None:
+    run = runs["broken"]
+    assert "TestRacyPop::test_concurrent_pops_return_each_message_once" in run.failed(), (
+        run.output[-3000:])
+    assert "TestRacyPop::test_pop_returns_the_newest_and_leaves_the_rest" in run.with_outcome(
+        "passed")
+
+
+def test_backend_without_pop_is_still_conformant(runs: dict[str, Run]) -> None:
+    """Pop is optional: its tests check the refusal and skip, the rest pass."""
+    run = runs["broken"]
+    assert "TestNoPop::test_pop_returns_the_newest_and_leaves_the_rest" in run.with_outcome(
+        "skipped"), run.output[-3000:]
+    assert {"TestNoPop::test_random_calls_match_reference",
+            "TestNoPop::test_async_with"} <= run.with_outcome("passed")
+    assert "backend implements no pop" in run.output
 
 
 def test_overriding_a_test_fails_the_guard(runs: dict[str, Run]) -> None:

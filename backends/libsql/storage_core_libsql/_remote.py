@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import libsql_client
 
@@ -258,6 +258,16 @@ class LibsqlBackend:
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
         return newest_first(await self._writer.query("fetch_chat", sql.NEWEST, params))
+
+    async def pop(self, key: ConversationKey) -> RowValues | None:
+        # One batch: the write lock first (see sql.TAKE_WRITE_LOCK), so a pop
+        # queues behind other writers instead of failing its snapshot upgrade.
+        conv = (key.user_id, key.session_id, key.agent_id)
+        results = await self._writer.batch(
+            "pop_message", [(sql.TAKE_WRITE_LOCK, ()), (sql.POP, conv)], write=True
+        )
+        rows = _tuples(results[1])
+        return cast("RowValues", tuple(rows[0])) if rows else None
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
         return await self._lister.query("fetch_all_chats", sql.SESSION, (user_id, session_id))

@@ -221,6 +221,15 @@ class PostgresBackend:
         # Read newest first. Records unpack like the RowValues tuples.
         return cast("Sequence[RowValues]", rows[::-1])
 
+    async def pop(self, key: ConversationKey) -> RowValues | None:
+        args = (key.user_id, key.session_id, key.agent_id)
+        rows = await self._call(
+            "pop_message",
+            lambda conn: self._runner.rows(conn, self._sql.pop, args, _ROW_TYPES),
+            write=True,
+        )
+        return cast("RowValues", tuple(rows[0])) if rows else None
+
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
         rows = await self._call(
             "fetch_all_chats",

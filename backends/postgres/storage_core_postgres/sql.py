@@ -32,7 +32,8 @@ _APPEND_ONE_ARGS = "text, text, text, text, text, bigint, boolean, integer, bool
 # storage_core_append, which keeps its signature). Revision 5 trims by count
 # (the keep-th newest row is the cut), where revision 4 assumed contiguous
 # indexes and kept fewer rows of a conversation imported with gaps.
-APPEND_REVISION = 5
+# Revision 6 added storage_core_pop (the save functions are unchanged).
+APPEND_REVISION = 6
 
 # Lock, check the last role, insert, trim and read as separate statements:
 # under READ COMMITTED each statement takes a fresh snapshot, so everything
@@ -204,9 +205,37 @@ BEGIN
 
 """ + _TRIM_AND_HISTORY
 
+# A pop takes the saves' lock, then deletes the newest row in a later
+# statement: its snapshot is taken once the lock is granted, so it sees the
+# row another pop deleted just before (one DELETE with a subquery for the
+# newest index, racing another pop, would find its row gone and return
+# nothing while older rows remain).
+_POP_FUNCTION = """\
+CREATE OR REPLACE FUNCTION {s}.storage_core_pop(p_user text, p_session text, p_agent text)
+RETURNS TABLE (r_agent_id text, r_index integer, r_role text, r_content text,
+               r_timestamp bigint)
+LANGUAGE plpgsql VOLATILE AS $storage_core$
+BEGIN
+""" + _LOCK + """\
+
+    RETURN QUERY
+        WITH popped AS (
+            DELETE FROM {s}.conversations c
+            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+              AND c.message_index = (
+                  SELECT n.message_index FROM {s}.conversations n
+                  WHERE n.user_id = p_user AND n.session_id = p_session
+                    AND n.agent_id = p_agent
+                  ORDER BY n.message_index DESC LIMIT 1)
+            RETURNING c.agent_id, c.message_index, c.role, c.content, c."timestamp")
+        SELECT * FROM popped;
+END
+$storage_core$"""
+
 _FUNCTIONS = (
     ("storage_core_append", _APPEND_ARGS),
     ("storage_core_append_one", _APPEND_ONE_ARGS),
+    ("storage_core_pop", "text, text, text"),
 )
 
 _COMMENT = f"storage_core schema {SCHEMA_VERSION}, append revision {APPEND_REVISION}"
@@ -273,6 +302,7 @@ END $storage_core$""",
 )""",
                 _APPEND_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
                 _APPEND_ONE_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
+                _POP_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
                 *(
                     f"COMMENT ON FUNCTION {s}.{name}({args}) IS '{_COMMENT}'"
                     for name, args in _FUNCTIONS
@@ -304,6 +334,14 @@ END $storage_core$""",
             f"SELECT * FROM {self._s}.storage_core_append_one($1::text, $2::text, $3::text, "
             "$4::text, $5::text, $6::bigint, $7::boolean, $8::integer, "
             "$9::boolean, $10::integer)"
+        )
+
+    @cached_property
+    def pop(self) -> str:
+        """(user, session, agent) -> the newest row, deleted (no row: the
+        conversation is empty), in `newest`'s columns."""
+        return (
+            f"SELECT * FROM {self._s}.storage_core_pop($1::text, $2::text, $3::text)"
         )
 
     @cached_property

@@ -365,3 +365,32 @@ async def test_initialize_adds_the_one_row_function_to_a_revision_2_schema(
         stored = await storage.save_chat_message(
             "up", "s", "a", {"role": "user", "content": "c"}, max_history_size=2)
         assert [(m.index, m.role) for m in stored] == [(1, "assistant"), (2, "user")]
+
+
+@pytest.mark.asyncio
+async def test_initialize_adds_the_pop_function_to_a_revision_5_schema(
+    postgres_database_url: str,
+) -> None:
+    """Revision 5 had no storage_core_pop; initialize() adds it (and marks
+    every function with the current revision), and pop_message works."""
+    schema = "revision_5"
+    comments = [
+        f'COMMENT ON FUNCTION "{schema}".{name}({args}) '
+        "IS 'storage_core schema 1, append revision 5'"
+        for name, args in (
+            ("storage_core_append",
+             "text, text, text, text[], text[], bigint[], boolean, integer, boolean, integer"),
+            ("storage_core_append_one",
+             "text, text, text, text, text, bigint, boolean, integer, boolean, integer"),
+        )
+    ]
+    no_pop_function = f'DROP FUNCTION "{schema}".storage_core_pop(text, text, text)'
+    async with _older_schema(
+        postgres_database_url, schema, no_pop_function, *comments
+    ) as url, make_storage(url) as storage:
+        await storage.save_chat_messages(
+            "up", "s", "a", [{"role": "user", "content": "a"},
+                             {"role": "assistant", "content": "b"}])
+        popped = await storage.pop_message("up", "s", "a")
+        assert popped is not None and (popped.index, popped.content) == (1, "b")
+        assert [m.index for m in await storage.fetch_chat("up", "s", "a")] == [0]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
@@ -226,6 +226,10 @@ class SqliteBackend:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
         return newest_first(await self._read("fetch_chat", sql.NEWEST, params))
 
+    async def pop(self, key: ConversationKey) -> RowValues | None:
+        conv = (key.user_id, key.session_id, key.agent_id)
+        return await self._write("pop_message", lambda db: _run_pop(db, conv))
+
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
         return await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id))
 
@@ -286,6 +290,16 @@ def _create_schema(db: sqlite3.Connection, wal: bool) -> None:
             db.execute(statement)
 
     transaction(db, create)
+
+
+def _run_pop(db: sqlite3.Connection, conv: tuple[str, str, str]) -> RowValues | None:
+    """The newest row, deleted, inside the caller's ``BEGIN IMMEDIATE``: the
+    write lock is held from the read to the delete (any SQLite version)."""
+    row = db.execute(sql.NEWEST, (*conv, 1)).fetchone()
+    if row is None:
+        return None
+    db.execute(sql.NEWEST_INDEX_DELETE, (*conv, row[1]))
+    return cast("RowValues", tuple(row))
 
 
 def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> tuple[int | None, int, list[Any]]:

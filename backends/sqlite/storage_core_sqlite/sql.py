@@ -135,6 +135,19 @@ SESSIONS = """SELECT session_id, agent_id, COUNT(*), MAX(timestamp) FROM convers
 WHERE user_id = ? GROUP BY session_id, agent_id"""
 """(user): per (session, agent): message count and last timestamp."""
 
+NEWEST_INDEX_DELETE = f"DELETE FROM conversations WHERE {_CONV} AND message_index = ?"
+"""(user, session, agent, index): delete one row (the pop of the aiosqlite
+engine, after ``NEWEST`` with limit 1 in the same ``BEGIN IMMEDIATE``)."""
+
+POP = f"""DELETE FROM conversations
+WHERE user_id = ?1 AND session_id = ?2 AND agent_id = ?3 AND message_index = (
+    SELECT MAX(message_index) FROM conversations
+    WHERE user_id = ?1 AND session_id = ?2 AND agent_id = ?3)
+RETURNING {_COLUMNS}"""
+"""(user, session, agent): delete the newest row and return it (no row: the
+conversation is empty). SQLite 3.35 and later (libSQL servers); one statement,
+so the read of the newest index and the delete see the same state."""
+
 DELETE_SESSION = "DELETE FROM conversations WHERE user_id = ? AND session_id = ?"
 DELETE_USER = "DELETE FROM conversations WHERE user_id = ?"
 

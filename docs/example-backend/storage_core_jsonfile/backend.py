@@ -125,6 +125,21 @@ class JsonFileBackend:
             history = rows if limit is None else rows[-limit:]
         return AppendResult(stored=stored, history=history)
 
+    async def pop(self, key: ConversationKey) -> StoredRow | None:
+        # Optional (storage_core.SupportsPop): behind ChatStorage.pop_message.
+        # Under the lock, like a save: the newest row is read and deleted
+        # as one step, so concurrent pops never return the same row.
+        conv = (key.user_id, key.session_id, key.agent_id)
+        async with self._lock:
+            rows = self._data.get(conv, [])
+            if not rows:
+                return None
+            data = {k: v for k, v in self._data.items() if k != conv}
+            if len(rows) > 1:
+                data[conv] = rows[:-1]
+            await self._commit(data)
+        return rows[-1]
+
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
         rows = self._data.get((key.user_id, key.session_id, key.agent_id), [])
         return list(rows) if limit is None else rows[-limit:]
