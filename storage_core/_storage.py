@@ -527,7 +527,8 @@ class ChatStorage:
             if route == _OWN:
                 return await run_on(target, functools.partial(self._run_own, call, connect))
             if route == _MOVE:
-                await self._move_home(target, epoch)
+                # close() itself may move: its own call closes the connections there.
+                await self._move_home(target, epoch, closing=not connect)
             else:
                 await asyncio.sleep(0.001)  # another call is moving the connections
 
@@ -581,7 +582,9 @@ class ChatStorage:
         except Exception as exc:  # the old connections are lost either way
             log.warning("%r: detach() failed: %s", self, type(exc).__name__)
 
-    async def _move_home(self, home: asyncio.AbstractEventLoop, epoch: int) -> None:
+    async def _move_home(
+        self, home: asyncio.AbstractEventLoop, epoch: int, *, closing: bool = False
+    ) -> None:
         """Move the connections from ``home`` (running in another thread) to
         the storage's own loop, once no call runs directly on ``home``."""
         try:
@@ -598,7 +601,7 @@ class ChatStorage:
                         self._drop_home()
                         break
                 await asyncio.sleep(0.001)
-            if self._closed:
+            if self._closed and not closing:
                 raise ClosedError(f"{self!r} is closed")
             own = LoopThread()
         except BaseException:

@@ -133,3 +133,27 @@ def test_a_call_handed_to_a_stopped_loop_fails_instead_of_hanging() -> None:
     with pytest.raises(ClosedError):
         asyncio.run(call())
     assert time.monotonic() - started < 5
+
+
+def test_close_from_another_loop_while_the_home_loop_runs() -> None:
+    """close() on a thread's loop while the loop that owns the connections is
+    still running elsewhere: the connections are closed, nothing is refused."""
+    backend = LoopBoundBackend()
+    storage = ChatStorage(backend, skip_consecutive_roles=False)
+    home = LoopThread()  # stands in for a user's loop that keeps running
+    before = set(threading.enumerate())
+
+    async def on_home() -> None:
+        await storage.append_messages("u", "s", "a", [MESSAGE])
+
+    asyncio.run_coroutine_threadsafe(on_home(), home.loop).result(10)
+    asyncio.run(asyncio.wait_for(storage.close(), 10))
+    # Dropped from the running loop, then closed on the storage's own loop.
+    assert backend.events == ["initialize", "detach", "close"]
+    with pytest.raises(ClosedError):
+        asyncio.run(storage.fetch_chat("u", "s", "a"))
+    asyncio.run(home.stop())
+    deadline = time.monotonic() + 5
+    while set(threading.enumerate()) - before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not set(threading.enumerate()) - before, "a loop thread is still running"

@@ -26,6 +26,8 @@ PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
 FENCE = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 POSTGRES_URL_ENV = "STORAGE_CORE_POSTGRES_URL"
 DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# The framework each integration page's samples need.
+FRAMEWORKS = {"openai_agents": "agents", "langchain": "langchain_core"}
 
 
 def samples() -> list[tuple[str, str]]:
@@ -84,6 +86,9 @@ def fresh_postgres_database() -> Iterator[str]:
 def test_sample_runs(
     where: str, code: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    for adapter, framework in FRAMEWORKS.items():
+        if f"storage_core.integrations.{adapter}" in code:
+            pytest.importorskip(framework)  # installed by the tests nox session
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "sample.py"
     script.write_text(code, encoding="utf-8")
