@@ -23,6 +23,7 @@ __all__ = [
     "NewRow",
     "RowValues",
     "StoredRow",
+    "SupportsDeleteConversation",
     "SupportsPop",
     "TableRow",
     "TableTools",
@@ -189,6 +190,22 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release connections; idempotent."""
+
+
+@runtime_checkable
+class SupportsDeleteConversation(Protocol):
+    """The optional operation behind
+    [`ChatStorage.delete_conversation`][storage_core.ChatStorage.delete_conversation].
+
+    Optional so that a backend written before it existed still works for
+    every other call; ``delete_conversation`` on a backend without it raises
+    [`ConfigurationError`][storage_core.errors.ConfigurationError].
+    """
+
+    async def delete_conversation(self, key: ConversationKey) -> int:
+        """Delete every row of one conversation (one agent of one session);
+        return how many were deleted (0 when it has none). Other agents of
+        the session, other sessions and other users are not touched."""
 
 
 @runtime_checkable

@@ -133,6 +133,9 @@ class MemoryBackend:
     async def delete_session(self, user_id: str, session_id: str) -> int:
         return await self._delete(user_id, session_id)
 
+    async def delete_conversation(self, key: ConversationKey) -> int:
+        return len(self._store.conversations.pop(key, []))
+
     async def delete_user(self, user_id: str) -> int:
         return await self._delete(user_id, None)
 

@@ -26,6 +26,7 @@ from ._backend import (
     ConversationKey,
     NewRow,
     RowValues,
+    SupportsDeleteConversation,
     SupportsPop,
     TableRow,
     TableTools,
@@ -377,6 +378,25 @@ class ChatStorage:
         return await self._call(
             "delete_session", lambda: self._backend.delete_session(user_id, session_id),
             write=False,
+        )
+
+    async def delete_conversation(self, user_id: str, session_id: str, agent_id: str) -> int:
+        """Delete one agent's messages of a session; returns how many.
+
+        The session's other agents are kept. Raises
+        [`ConfigurationError`][storage_core.errors.ConfigurationError] when the
+        backend does not implement
+        [`SupportsDeleteConversation`][storage_core.SupportsDeleteConversation].
+        """
+        key = self._key(user_id, session_id, agent_id)
+        backend = self._backend
+        if not isinstance(backend, SupportsDeleteConversation):
+            raise ConfigurationError(
+                f"the {type(backend).__name__} backend does not support delete_conversation"
+            )
+        await self._ensure_ready()
+        return await self._call(
+            "delete_conversation", lambda: backend.delete_conversation(key), write=False
         )
 
     async def delete_user(self, user_id: str) -> int:

@@ -297,6 +297,14 @@ class SyncChatStorage:
         ``ChatStorage.delete_session``."""
         return self._run("delete_session", self._storage.delete_session, user_id, session_id)
 
+    def delete_conversation(self, user_id: str, session_id: str, agent_id: str) -> int:
+        """Delete one agent's messages of a session, returning how many; see
+        ``ChatStorage.delete_conversation``."""
+        return self._run(
+            "delete_conversation", self._storage.delete_conversation,
+            user_id, session_id, agent_id,
+        )
+
     def delete_user(self, user_id: str) -> int:
         """Delete a user's messages, returning how many; see ``ChatStorage.delete_user``."""
         return self._run("delete_user", self._storage.delete_user, user_id)

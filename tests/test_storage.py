@@ -10,9 +10,11 @@ from storage_core import (
     ChatStorage,
     ClosedError,
     ConfigurationError,
+    ConversationKey,
     MemoryBackend,
     RetryPolicy,
     StorageError,
+    SupportsDeleteConversation,
     TransientError,
     ValidationError,
     make_storage,
@@ -161,3 +163,59 @@ async def test_async_with_closes_when_initialize_fails() -> None:
         async with ChatStorage(backend, retry=FAST):
             pass
     assert backend.closed
+
+
+class NoDeleteConversation:
+    """A complete backend without the optional ``delete_conversation``: the
+    memory backend's required calls, passed through."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryBackend()
+        self.capabilities = self.inner.capabilities
+        self.initialize = self.inner.initialize
+        self.append = self.inner.append
+        self.fetch = self.inner.fetch
+        self.fetch_session = self.inner.fetch_session
+        self.list_sessions = self.inner.list_sessions
+        self.delete_session = self.inner.delete_session
+        self.delete_user = self.inner.delete_user
+        self.close = self.inner.close
+
+
+@pytest.mark.asyncio
+async def test_delete_conversation_needs_the_backend_to_support_it() -> None:
+    backend = NoDeleteConversation()
+    assert not isinstance(backend, SupportsDeleteConversation)
+    async with ChatStorage(backend) as storage:
+        await storage.save_chat_message("u", "s", "a", MSG)
+        with pytest.raises(ConfigurationError, match=r"NoDeleteConversation.*delete_conversation"):
+            await storage.delete_conversation("u", "s", "a")
+        with pytest.raises(ValidationError):  # ids are checked first
+            await storage.delete_conversation("u", "", "a")
+        assert len(await storage.fetch_chat("u", "s", "a")) == 1
+
+
+class FlakyDelete(MemoryBackend):
+    """The memory backend, failing the first ``delete_conversation``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def delete_conversation(self, key: ConversationKey) -> int:
+        self.calls += 1
+        if self.calls == 1:
+            raise TransientError("lost after send", ambiguous=True)
+        return await super().delete_conversation(key)
+
+
+@pytest.mark.asyncio
+async def test_delete_conversation_is_retried_like_delete_session() -> None:
+    # Idempotent, so retried even after a failure that may have committed.
+    backend = FlakyDelete()
+    storage = ChatStorage(backend, retry=FAST)
+    await storage.save_chat_message("u", "s", "a", MSG)
+    await storage.save_chat_message("u", "s", "b", MSG)
+    assert await storage.delete_conversation("u", "s", "a") == 1
+    assert backend.calls == 2
+    assert len(await storage.fetch_chat("u", "s", "b")) == 1

@@ -47,6 +47,7 @@ CALLS: dict[str, tuple[object, ...]] = {
     "fetch_all_chats": ("u", "s"),
     "list_sessions": ("u",),
     "delete_session": ("u", "s"),
+    "delete_conversation": ("u", "s", "a"),
     "delete_user": ("u",),
     "export": (),
     "import_rows": ([],),

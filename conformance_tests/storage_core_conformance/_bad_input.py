@@ -225,6 +225,7 @@ class BadInputTests:
                 "append_messages": lambda: s.append_messages(*c, [m], 5),
                 "fetch_chat": lambda: s.fetch_chat(*c),
                 "pop_message": lambda: s.pop_message(*c),
+                "delete_conversation": lambda: s.delete_conversation(*c),
             }
             if field != "agent_id":
                 calls["fetch_all_chats"] = lambda: s.fetch_all_chats(c.user_id, c.session_id)

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from storage_core import ClosedError, Message, SessionInfo, ValidationError
+from storage_core import (
+    ClosedError,
+    ConfigurationError,
+    Message,
+    SessionInfo,
+    SupportsDeleteConversation,
+    ValidationError,
+)
 
 from ._support import FreshIds, StorageFactory, msg, requires, summary, texts
 
@@ -424,6 +431,37 @@ class ContractTests:
             assert [x.session_id for x in await s.list_sessions(user)] == [s2]
             assert await s.delete_session(user, s1) == 0
             assert await s.delete_session(fresh_ids("nobody"), s2) == 0
+
+    @requires("read_your_writes")
+    @aio
+    async def test_delete_conversation(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds
+    ) -> None:
+        user, other = fresh_ids("user"), fresh_ids("other")
+        s1, s2 = fresh_ids("s1"), fresh_ids("s2")
+        a, b = fresh_ids("a"), fresh_ids("b")
+        async with storage_factory.open() as s:
+            if not isinstance(s.raw.backend, SupportsDeleteConversation):
+                with pytest.raises(ConfigurationError, match="delete_conversation"):
+                    await s.delete_conversation(user, s1, a)
+                pytest.skip("backend implements no delete_conversation "
+                            "(storage_core.SupportsDeleteConversation)")
+            await s.save_chat_messages(
+                user, s1, a, [msg("user", "1", 1), msg("assistant", "2", 2)])
+            await s.save_chat_message(user, s1, b, msg("user", "3", 3))
+            await s.save_chat_message(user, s2, a, msg("user", "4", 4))
+            await s.save_chat_message(other, s1, a, msg("user", "5", 5))
+            assert await s.delete_conversation(user, s1, a) == 2
+            assert await s.fetch_chat(user, s1, a) == []
+            assert texts(await s.fetch_chat(user, s1, b)) == ["3"]
+            assert texts(await s.fetch_chat(user, s2, a)) == ["4"]
+            assert texts(await s.fetch_chat(other, s1, a)) == ["5"]
+            assert await s.list_sessions(user) == [
+                SessionInfo(s2, (a,), 1, 4), SessionInfo(s1, (b,), 1, 3)]
+            assert await s.delete_conversation(user, s1, a) == 0
+            # The next save starts the emptied conversation afresh.
+            saved = await s.save_chat_message(user, s1, a, msg("user", "6", 6))
+            assert texts(saved) == ["6"]
 
     @requires("read_your_writes")
     @aio

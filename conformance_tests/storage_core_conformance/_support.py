@@ -179,6 +179,9 @@ class TimedStorage:
     async def delete_session(self, user_id: Any, session_id: Any) -> int:
         return await self._t(self.raw.delete_session(user_id, session_id))
 
+    async def delete_conversation(self, user_id: Any, session_id: Any, agent_id: Any) -> int:
+        return await self._t(self.raw.delete_conversation(user_id, session_id, agent_id))
+
     async def delete_user(self, user_id: Any) -> int:
         return await self._t(self.raw.delete_user(user_id))
 

@@ -87,7 +87,9 @@ def check_every_method(storage: SyncChatStorage) -> None:
 
     assert "schema_version" in storage.describe()
     assert storage.delete_session(user, "s2") == 1
-    assert storage.delete_user(user) == 3
+    assert storage.delete_conversation(user, "s1", "a2") == 1
+    assert _texts(storage.fetch_chat(user, "s1", "a1")) == ["three", "four"]
+    assert storage.delete_user(user) == 2
     assert storage.fetch_chat(user, "s1", "a1") == []
 
     storage.close()

@@ -164,10 +164,10 @@ class StorageCoreChatMessageHistory(BaseChatMessageHistory):
     def clear(self) -> None:
         """Delete every message of the history.
 
-        This deletes the storage session ``(user_id, session_id)``, every
-        agent's messages in it: do not share that pair with other agents.
+        Only this history's conversation ``(user_id, session_id, agent_id)``
+        is deleted: other agents sharing ``(user_id, session_id)`` keep theirs.
         """
-        self._sync("clear").delete_session(self.user_id, self.session_id)
+        self._sync("clear").delete_conversation(self.user_id, self.session_id, self.agent_id)
 
     def close(self) -> None:
         """Close the storage (and its loop thread) if this history opened it
@@ -192,7 +192,7 @@ class StorageCoreChatMessageHistory(BaseChatMessageHistory):
 
     async def aclear(self) -> None:
         """`clear` on the caller's event loop."""
-        await self._storage.delete_session(self.user_id, self.session_id)
+        await self._storage.delete_conversation(self.user_id, self.session_id, self.agent_id)
 
     async def aclose(self) -> None:
         """`close` from async code (in a worker thread, since it blocks)."""

@@ -145,10 +145,10 @@ class StorageCoreSession:
     async def clear_session(self) -> None:
         """Delete every item of the session.
 
-        This deletes the storage session ``(user_id, session_id)``, every
-        agent's messages in it: do not share that pair with other agents.
+        Only this session's conversation ``(user_id, session_id, agent_id)``
+        is deleted: other agents sharing ``(user_id, session_id)`` keep theirs.
         """
-        await self._storage.delete_session(self.user_id, self.session_id)
+        await self._storage.delete_conversation(self.user_id, self.session_id, self.agent_id)
 
     async def close(self) -> None:
         """Close the storage if this session opened it (from a URL)."""

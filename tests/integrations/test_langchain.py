@@ -117,6 +117,33 @@ def test_clear(storage_url: str, session_id: str) -> None:
         assert history.messages == MESSAGES[:2]
 
 
+def test_clear_keeps_other_agents_of_the_session(storage_url: str, session_id: str) -> None:
+    with SyncChatStorage(make_storage(storage_url, skip_consecutive_roles=False)) as storage:
+        history = StorageCoreChatMessageHistory(session_id, storage, user_id="u1")
+        helper = StorageCoreChatMessageHistory(
+            session_id, storage, user_id="u1", agent_id="helper"
+        )
+        history.add_messages(MESSAGES)
+        helper.add_messages(MESSAGES[:2])
+        history.clear()
+        assert history.messages == []
+        assert helper.messages == MESSAGES[:2]
+
+
+@pytest.mark.asyncio
+async def test_aclear_keeps_other_agents_of_the_session(storage_url: str, session_id: str) -> None:
+    async with make_storage(storage_url, skip_consecutive_roles=False) as storage:
+        history = StorageCoreChatMessageHistory(session_id, storage, user_id="u1")
+        helper = StorageCoreChatMessageHistory(
+            session_id, storage, user_id="u1", agent_id="helper"
+        )
+        await history.aadd_messages(MESSAGES)
+        await helper.aadd_messages(MESSAGES[:2])
+        await history.aclear()
+        assert await history.aget_messages() == []
+        assert await helper.aget_messages() == MESSAGES[:2]
+
+
 def test_max_history_size_trims_on_write(storage_url: str, session_id: str) -> None:
     history = StorageCoreChatMessageHistory(session_id, storage_url, max_history_size=3)
     try:

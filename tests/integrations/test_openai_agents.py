@@ -179,6 +179,21 @@ async def test_clear_session(storage_url: str, session_id: str) -> None:
         assert await session.get_items() == _json(ITEMS[:1])
 
 
+async def test_clear_session_keeps_other_agents_of_the_session(
+    storage_url: str, session_id: str
+) -> None:
+    async with make_storage(storage_url, skip_consecutive_roles=False) as storage:
+        session = StorageCoreSession(session_id, storage, user_id="u1")
+        helper = StorageCoreSession(session_id, storage, user_id="u1", agent_id="helper")
+        await session.add_items(ITEMS)
+        await helper.add_items(ITEMS[:2])
+        await storage.save_chat_message("u1", session_id, "plain", {"role": "user", "content": "x"})
+        await session.clear_session()
+        assert await session.get_items() == []
+        assert await helper.get_items() == _json(ITEMS[:2])
+        assert [m.content for m in await storage.fetch_chat("u1", session_id, "plain")] == ["x"]
+
+
 @pytest.mark.parametrize(
     ("bad", "match"),
     [

@@ -282,6 +282,12 @@ class LibsqlBackend:
     async def delete_session(self, user_id: str, session_id: str) -> int:
         return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id))
 
+    async def delete_conversation(self, key: ConversationKey) -> int:
+        return await self._delete(
+            "delete_conversation", sql.DELETE_CONVERSATION,
+            (key.user_id, key.session_id, key.agent_id),
+        )
+
     async def delete_user(self, user_id: str) -> int:
         return await self._delete("delete_user", sql.DELETE_USER, (user_id,))
 

@@ -267,6 +267,12 @@ class PostgresBackend:
             "delete_session", self._sql.delete_session, (user_id, session_id)
         )
 
+    async def delete_conversation(self, key: ConversationKey) -> int:
+        return await self._count(
+            "delete_conversation", self._sql.delete_conversation,
+            (key.user_id, key.session_id, key.agent_id),
+        )
+
     async def delete_user(self, user_id: str) -> int:
         return await self._count("delete_user", self._sql.delete_user, (user_id,))
 

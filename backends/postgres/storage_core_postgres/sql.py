@@ -378,6 +378,10 @@ END $storage_core$""",
         )
 
     @cached_property
+    def delete_conversation(self) -> str:
+        return f"DELETE FROM {self._s}.conversations WHERE {_CONV}"
+
+    @cached_property
     def delete_user(self) -> str:
         return f"DELETE FROM {self._s}.conversations WHERE user_id = $1::text"
 

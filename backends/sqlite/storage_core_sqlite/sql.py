@@ -149,6 +149,9 @@ conversation is empty). SQLite 3.35 and later (libSQL servers); one statement,
 so the read of the newest index and the delete see the same state."""
 
 DELETE_SESSION = "DELETE FROM conversations WHERE user_id = ? AND session_id = ?"
+DELETE_CONVERSATION = (
+    "DELETE FROM conversations WHERE user_id = ? AND session_id = ? AND agent_id = ?"
+)
 DELETE_USER = "DELETE FROM conversations WHERE user_id = ?"
 
 TAKE_WRITE_LOCK = "DELETE FROM conversations WHERE 0"

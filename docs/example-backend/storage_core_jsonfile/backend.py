@@ -171,5 +171,15 @@ class JsonFileBackend:
     async def delete_session(self, user_id: str, session_id: str) -> int:
         return await self._delete(user_id, session_id)
 
+    async def delete_conversation(self, key: ConversationKey) -> int:
+        # Optional (storage_core.SupportsDeleteConversation): behind
+        # ChatStorage.delete_conversation. One agent's rows, under the lock.
+        conv = (key.user_id, key.session_id, key.agent_id)
+        async with self._lock:
+            rows = self._data.get(conv, [])
+            if rows:
+                await self._commit({k: v for k, v in self._data.items() if k != conv})
+        return len(rows)
+
     async def delete_user(self, user_id: str) -> int:
         return await self._delete(user_id, None)
