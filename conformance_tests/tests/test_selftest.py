@@ -143,7 +143,9 @@ class Run:
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
     env = dict(os.environ)
     env.pop("CI", None)
-    env["STORAGE_CORE_CONFORMANCE_EXAMPLES"] = "20"
+    # With 20, the state machine let the untrimmed backend pass in one CI run
+    # once pop joined its rules (fewer of its steps trim and then read).
+    env["STORAGE_CORE_CONFORMANCE_EXAMPLES"] = "80"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(HERE), env.get("PYTHONPATH")]))
     procs = {}
     for name, (mode, classes, args) in SCENARIOS.items():
