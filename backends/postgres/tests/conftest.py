@@ -11,6 +11,7 @@ under CI (``CI=true``) they fail instead.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pwd
 import secrets
@@ -61,6 +62,24 @@ class Server:
             database="postgres", timeout=5,
         )
 
+    @contextlib.contextmanager
+    def fresh_database(self, prefix: str) -> Iterator[str]:
+        """The name of a new database, dropped on exit."""
+        name = f"{prefix}_{secrets.token_hex(6)}"
+
+        async def run(sql: str) -> None:
+            conn = await self.admin()
+            try:
+                await conn.execute(sql)
+            finally:
+                await conn.close()
+
+        asyncio.run(run(f'CREATE DATABASE "{name}"'))
+        try:
+            yield name
+        finally:
+            asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Server:
@@ -89,18 +108,8 @@ def postgres_server() -> Server:
 @pytest.fixture(scope="session")
 def postgres_database(postgres_server: Server) -> Iterator[str]:
     """The name of a fresh database, dropped at the end of the session."""
-    name = f"storage_core_test_{secrets.token_hex(6)}"
-
-    async def run(sql: str) -> None:
-        conn = await postgres_server.admin()
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield name
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_server.fresh_database("storage_core_test") as name:
+        yield name
 
 
 @pytest.fixture(scope="session")

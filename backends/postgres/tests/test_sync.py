@@ -20,18 +20,8 @@ from storage_core_conformance.sync import check_every_method, hammer
 @pytest.fixture
 def own_database(postgres_server: Any) -> Iterator[str]:
     """A database only this test connects to, dropped afterwards."""
-    name = f"storage_core_sync_{secrets.token_hex(6)}"
-
-    async def run(sql: str) -> None:
-        conn = await postgres_server.admin()
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(run(f'CREATE DATABASE "{name}"'))
-    yield name
-    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_server.fresh_database("storage_core_sync") as name:
+        yield name
 
 
 def _connections(server: Any, database: str) -> int:
