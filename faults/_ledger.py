@@ -9,6 +9,9 @@ scenario the stored rows are read back and counted:
 * **partial**: an operation with some but not all of its parts stored,
   acknowledged or not (a failed call may leave its batch whole or absent, the
   ambiguous case, but never half);
+* **ambiguous**: a call whose failure reached the caller as
+  ``TransientError(ambiguous=True)``: it cannot tell whether its batch was
+  stored (the core's exactly-once retries must settle every such failure);
 * **misplaced**: an acknowledged part stored at another index than the call
   reported;
 * **foreign**: a stored message no operation wrote;
@@ -120,7 +123,7 @@ class Figures:
         head = (
             f"scenario={self.scenario} attempted={self.attempted} "
             f"acknowledged={self.acknowledged} failed={self.failed} lost={self.lost} "
-            f"duplicated={self.duplicated} partial={self.partial}"
+            f"duplicated={self.duplicated} partial={self.partial} ambiguous={self.ambiguous}"
         )
         more = {
             "in_flight": self.in_flight,
@@ -137,6 +140,12 @@ class Figures:
         errors = ",".join(f"{k}:{n}" for k, n in sorted(self.errors.items()))
         return f"{head} {tail}" + (f" errors={errors}" if errors else "")
 
+    @property
+    def ambiguous(self) -> int:
+        """Calls whose failure reached the caller as ambiguous (the caller
+        cannot tell whether the write was stored)."""
+        return sum(n for kind, n in self.errors.items() if "(ambiguous)" in kind)
+
     def untransient(self) -> int:
         """Failures that reached a caller as something else than a TransientError."""
         return sum(n for kind, n in self.errors.items() if not kind.startswith("TransientError"))
@@ -147,7 +156,8 @@ class Figures:
             f"{name}={value}"
             for name, value in (
                 ("lost", self.lost), ("duplicated", self.duplicated),
-                ("partial", self.partial), ("misplaced", self.misplaced),
+                ("partial", self.partial), ("ambiguous", self.ambiguous),
+                ("misplaced", self.misplaced),
                 ("foreign", self.foreign), ("index_gaps", self.index_gaps),
                 ("scattered", self.scattered),
             )

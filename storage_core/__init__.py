@@ -17,6 +17,7 @@ Everything public is importable from here; plugin authors also use
 from __future__ import annotations
 
 from ._backend import (
+    REQUESTS_REMEMBERED,
     AppendRequest,
     AppendResult,
     Backend,
@@ -26,9 +27,12 @@ from ._backend import (
     RowValues,
     StoredRow,
     SupportsDeleteConversation,
+    SupportsPaging,
     SupportsPop,
     TableRow,
     TableTools,
+    replayed_rows,
+    reused_request,
 )
 from ._factory import make_storage
 from ._limits import Limits
@@ -74,6 +78,7 @@ __all__ = [
     "BLOCK_ENV",
     "ENTRY_POINT_GROUP",
     "REDACTED",
+    "REQUESTS_REMEMBERED",
     "AppendRequest",
     "AppendResult",
     "AuthenticationError",
@@ -102,6 +107,7 @@ __all__ = [
     "StoredMessage",
     "StoredRow",
     "SupportsDeleteConversation",
+    "SupportsPaging",
     "SupportsPop",
     "TableRow",
     "TableTools",
@@ -122,5 +128,7 @@ __all__ = [
     "prefix_agent",
     "redact_text",
     "register_plugin",
+    "replayed_rows",
+    "reused_request",
     "unregister_plugin",
 ]

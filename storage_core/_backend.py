@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from ._model import SessionInfo
+from .errors import ValidationError
 
 __all__ = [
+    "REQUESTS_REMEMBERED",
     "AppendRequest",
     "AppendResult",
     "Backend",
@@ -24,10 +26,18 @@ __all__ = [
     "RowValues",
     "StoredRow",
     "SupportsDeleteConversation",
+    "SupportsPaging",
     "SupportsPop",
     "TableRow",
     "TableTools",
+    "replayed_rows",
+    "reused_request",
 ]
+
+REQUESTS_REMEMBERED = 100
+"""How many write requests (the newest) a backend remembers per conversation
+for exactly-once writes: a call repeated with its ``request_id`` is recognised
+while fewer than this many later writes to the same conversation stored something."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +118,20 @@ class AppendRequest:
 
     The check in step 1 must see the last row committed at the moment of the
     insert, never one read earlier.
+
+    A backend that declares ``Capabilities.exactly_once`` also honours
+    ``request_id`` (never None for such a backend), in the same transaction:
+
+    5. when at least one row was stored, record ``request_id`` with the index
+       of the first stored row and how many were stored, and forget all but
+       the conversation's newest [`REQUESTS_REMEMBERED`][storage_core.REQUESTS_REMEMBERED]
+       records;
+    6. if ``replay`` is true and a record of ``request_id`` exists for this
+       conversation (looked up under the write lock, before step 1), store
+       nothing and return as ``stored`` what the record names (see
+       [`replayed_rows`][storage_core.replayed_rows]); steps 3 and 4 run as
+       usual. ``replay`` is false only for an id the core just generated,
+       which no record can hold yet: the lookup is skipped.
     """
 
     key: ConversationKey
@@ -116,6 +140,8 @@ class AppendRequest:
     keep: int | None
     history: bool
     history_limit: int | None
+    request_id: str | None = None
+    replay: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +153,32 @@ class AppendResult:
     history: Sequence[RowValues] | None
 
 
+def reused_request(request_id: str | None, kind: str) -> ValidationError:
+    """The error for a request id recorded by another kind of call (``kind``:
+    ``"append"`` or ``"pop"``) or with other messages."""
+    what = {"append": "an append", "pop": "a pop"}.get(kind, kind)
+    return ValidationError(f"request_id {request_id!r} was used for another call ({what})")
+
+
+def replayed_rows(request: AppendRequest, first_index: int, count: int) -> list[StoredRow]:
+    """What a recorded append stored, from its record: the last ``count`` rows
+    of ``request`` (the role rule can only have left out the first) at indexes
+    ``first_index``, ``first_index + 1``, ...
+
+    Roles, contents and timestamps are the request's: on a retry by the core
+    they are the original ones; a caller repeating a call gives the same
+    messages (and their timestamps, if it wants them identical).
+    """
+    rows = request.rows
+    if not 0 < count <= len(rows):
+        raise reused_request(request.request_id, f"one that stored {count} messages")
+    agent = request.key.agent_id
+    return [
+        StoredRow(agent, first_index + i, r.role, r.content, r.timestamp)
+        for i, r in enumerate(rows[len(rows) - count :])
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Capabilities:
     """What a backend offers; the conformance suite tests only what is declared.
@@ -135,11 +187,16 @@ class Capabilities:
     see one database. ``read_your_writes``: a read always sees the caller's
     earlier writes (false for a bare read replica). ``persistent``: data
     survives ``close()`` and a new ``make_storage`` of the same URL.
+    ``exactly_once``: writes honour request ids (``AppendRequest.request_id``
+    and the ``request_id`` of ``pop``), so the core may repeat a write whose
+    failure was ambiguous; false (the default, for backends written before
+    request ids existed) makes such a failure reach the caller instead.
     """
 
     shared_across_processes: bool = True
     read_your_writes: bool = True
     persistent: bool = True
+    exactly_once: bool = False
 
 
 @runtime_checkable
@@ -222,12 +279,47 @@ class SupportsPop(Protocol):
         """Delete the conversation's newest row (highest ``message_index``)
         and return it, or None if the conversation has no rows.
 
+        A backend declaring ``Capabilities.exactly_once`` is called as
+        ``pop(key, request_id=..., replay=...)`` and, in the same transaction,
+        records ``request_id`` with the popped row when it popped one (kept
+        like an append's record); with ``replay`` and a record of that id, it
+        pops nothing and returns the recorded row.
+
         Atomic: the read and the delete are one step, so two concurrent pops
         never return the same row, and a pop racing a save returns either the
         saved row or the one before it, never a row that stays stored. Nothing
         else is touched; the next save takes the index after the highest one
         then present (so the popped index may be used again).
         """
+
+
+@runtime_checkable
+class SupportsPaging(Protocol):
+    """The optional paged reads behind ``list_sessions(limit=, before=)`` and
+    ``fetch_chat(before_index=)`` of [`ChatStorage`][storage_core.ChatStorage].
+
+    Optional: without it the core reads everything with ``list_sessions`` /
+    ``fetch`` and cuts the page out in Python, which gives the same results
+    but reads the user's whole listing (or the whole conversation) per page.
+    A backend implements it to make each page one indexed query.
+    """
+
+    async def list_sessions_page(
+        self, user_id: str, limit: int | None, before: SessionInfo | None
+    ) -> Sequence[SessionInfo]:
+        """At most ``limit`` (all if None) of the user's sessions, ordered by
+        ``(-last_timestamp, session_id)``; with ``before``, only the sessions
+        strictly after it in that order (``last_timestamp <
+        before.last_timestamp``, or equal and ``session_id >
+        before.session_id``). Only ``before.session_id`` and
+        ``before.last_timestamp`` are used; the session need not exist."""
+
+    async def fetch_before(
+        self, key: ConversationKey, limit: int | None, before_index: int
+    ) -> Sequence[RowValues]:
+        """The newest ``limit`` rows (all if None) of the conversation whose
+        ``message_index`` is below ``before_index``, oldest first: StoredRows
+        or plain tuples (see [`RowValues`][storage_core.RowValues])."""
 
 
 @runtime_checkable

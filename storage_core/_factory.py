@@ -69,7 +69,9 @@ def make_storage(
     :param skip_consecutive_roles: do not store a message whose role equals
         the previous message's (the agent-squad rule); on by default.
     :param trim: ``"messages"`` keeps the newest ``max_history_size``
-        messages; ``"pairs"`` keeps N-1 when N is odd.
+        messages; ``"pairs"`` keeps N-1 when N is odd; ``"tool-safe"`` keeps
+        N but a window returned never begins with a tool result (see
+        docs/contract.md, "Trimming").
     :param retry: the retry policy for transient failures.
     :param limits: size limits on ids, content and batches.
     :param create: with ``False``, open an existing database only: a

@@ -11,9 +11,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ._backend import (
+    REQUESTS_REMEMBERED,
     AppendRequest,
     AppendResult,
     Capabilities,
@@ -21,9 +22,12 @@ from ._backend import (
     RowValues,
     StoredRow,
     TableRow,
+    replayed_rows,
+    reused_request,
 )
 from ._model import SessionInfo
 from ._rules import drop_consecutive_roles, newest
+from ._storage import rows_before, sessions_page
 from ._urls import StorageURL
 from .errors import ConfigurationError
 
@@ -35,6 +39,10 @@ class MemoryStore:
     """The data of one in-memory database."""
 
     conversations: dict[ConversationKey, list[StoredRow]] = field(default_factory=dict)
+    # Per conversation, request id -> what the write did: ("append", first
+    # index, count) or ("pop", the popped row); oldest first, at most
+    # REQUESTS_REMEMBERED.
+    requests: dict[ConversationKey, dict[str, tuple[Any, ...]]] = field(default_factory=dict)
 
 
 _named_stores: dict[str, MemoryStore] = {}
@@ -44,7 +52,9 @@ _named_lock = threading.Lock()
 class MemoryBackend:
     """A [`Backend`][storage_core.Backend] keeping rows in Python lists."""
 
-    capabilities = Capabilities(shared_across_processes=False, persistent=False)
+    capabilities = Capabilities(
+        shared_across_processes=False, persistent=False, exactly_once=True
+    )
 
     def __init__(self, store: MemoryStore | None = None) -> None:
         # Every method runs without awaiting, so each call is atomic on the loop.
@@ -69,8 +79,33 @@ class MemoryBackend:
     async def close(self) -> None:
         return None
 
+    def _recorded(self, key: ConversationKey, request_id: str | None, replay: bool,
+                  kind: str) -> tuple[Any, ...] | None:
+        if not replay or request_id is None:
+            return None
+        record = self._store.requests.get(key, {}).get(request_id)
+        if record is not None and record[0] != kind:
+            raise reused_request(request_id, record[0])
+        return record
+
+    def _record(self, key: ConversationKey, request_id: str | None,
+                record: tuple[Any, ...]) -> None:
+        if request_id is None:
+            return
+        records = self._store.requests.setdefault(key, {})
+        records[request_id] = record
+        while len(records) > REQUESTS_REMEMBERED:
+            del records[next(iter(records))]
+
     async def append(self, request: AppendRequest) -> AppendResult:
         key = request.key
+        recorded = self._recorded(key, request.request_id, request.replay, "append")
+        if recorded is not None:
+            # The history as the recorded save left it: up to its last row.
+            end = recorded[1] + recorded[2]
+            rows = [r for r in self._store.conversations.get(key, []) if r.message_index < end]
+            history = newest(rows, request.history_limit) if request.history else None
+            return AppendResult(replayed_rows(request, recorded[1], recorded[2]), history)
         rows = self._store.conversations.get(key, [])
         last_role = rows[-1].role if rows else None
         batch = list(request.rows)
@@ -84,19 +119,27 @@ class MemoryBackend:
         rows = newest(rows + stored, request.keep)
         if rows:
             self._store.conversations[key] = rows
+        if stored:
+            self._record(key, request.request_id, ("append", start, len(stored)))
         history = newest(rows, request.history_limit) if request.history else None
         return AppendResult(stored=stored, history=history)
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[StoredRow]:
         return newest(self._store.conversations.get(key, []), limit)
 
-    async def pop(self, key: ConversationKey) -> RowValues | None:
+    async def pop(
+        self, key: ConversationKey, request_id: str | None = None, replay: bool = False
+    ) -> RowValues | None:
+        recorded = self._recorded(key, request_id, replay, "pop")
+        if recorded is not None:
+            return cast("RowValues", recorded[1])
         rows = self._store.conversations.get(key)
         if not rows:
             return None
         row = rows.pop()
         if not rows:
             del self._store.conversations[key]
+        self._record(key, request_id, ("pop", row))
         return row
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[StoredRow]:
@@ -122,19 +165,35 @@ class MemoryBackend:
             for sid, convs in sessions.items()
         ]
 
+    async def list_sessions_page(
+        self, user_id: str, limit: int | None, before: SessionInfo | None
+    ) -> Sequence[SessionInfo]:
+        return sessions_page(await self.list_sessions(user_id), limit, before)
+
+    async def fetch_before(
+        self, key: ConversationKey, limit: int | None, before_index: int
+    ) -> Sequence[RowValues]:
+        return rows_before(self._store.conversations.get(key, []), limit, before_index)
+
     async def _delete(self, user_id: str, session_id: str | None) -> int:
         doomed = [
             key
             for key in self._store.conversations
             if key.user_id == user_id and session_id in (None, key.session_id)
         ]
-        return sum(len(self._store.conversations.pop(key)) for key in doomed)
+        return self._drop(doomed)
+
+    def _drop(self, keys: Sequence[ConversationKey]) -> int:
+        """Delete conversations, with the records of their requests."""
+        for key in keys:
+            self._store.requests.pop(key, None)
+        return sum(len(self._store.conversations.pop(key, [])) for key in keys)
 
     async def delete_session(self, user_id: str, session_id: str) -> int:
         return await self._delete(user_id, session_id)
 
     async def delete_conversation(self, key: ConversationKey) -> int:
-        return len(self._store.conversations.pop(key, []))
+        return self._drop([key])
 
     async def delete_user(self, user_id: str) -> int:
         return await self._delete(user_id, None)
@@ -177,7 +236,7 @@ class MemoryBackend:
             key for key, rows in self._store.conversations.items()
             if rows and max(r.timestamp for r in rows) < before_timestamp
         ]
-        return sum(len(self._store.conversations.pop(key)) for key in doomed)
+        return self._drop(doomed)
 
     async def describe(self) -> dict[str, object]:
         return {

@@ -21,8 +21,8 @@ __all__ = [
     "session_order",
 ]
 
-TrimMode = Literal["messages", "pairs"]
-TRIM_MODES: tuple[TrimMode, ...] = ("messages", "pairs")
+TrimMode = Literal["messages", "pairs", "tool-safe"]
+TRIM_MODES: tuple[TrimMode, ...] = ("messages", "pairs", "tool-safe")
 
 
 class _HasRole(Protocol):
@@ -40,6 +40,8 @@ def keep_count(max_history_size: int | None, trim: TrimMode = "messages") -> int
     ``"messages"`` keeps N. ``"pairs"`` keeps whole user/assistant pairs: N-1
     when N is odd, so a window of an alternating conversation never starts
     with half a pair (N=1 would keep nothing and is refused).
+    ``"tool-safe"`` keeps N like ``"messages"`` (the core then hides the tool
+    results a window begins with, see ``storage_core._tool_calls``).
     """
     if max_history_size is None:
         return None

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
@@ -27,11 +29,12 @@ from ._backend import (
     NewRow,
     RowValues,
     SupportsDeleteConversation,
+    SupportsPaging,
     SupportsPop,
     TableRow,
     TableTools,
 )
-from ._limits import Limits
+from ._limits import MAX_INDEX, Limits
 from ._loops import LoopThread, loop_is_live, run_on
 from ._model import SessionInfo, StoredMessage, messages_from_rows
 from ._retry import RetryPolicy
@@ -41,20 +44,31 @@ from ._rules import (
     assign_timestamps,
     dedupe_within_batch,
     keep_count,
+    newest,
     session_order,
 )
+from ._tool_calls import leading_tool_results
 from ._urls import redact_text, scrub_exception
 from ._validate import (
     Encoded,
+    check_before_index,
     check_count,
     check_id,
     check_max_history_size,
+    check_page_limit,
+    check_session_cursor,
     check_table_rows,
     check_timestamp,
     encode_message,
     encode_messages,
 )
-from .errors import ClosedError, ConfigurationError, StorageError, ValidationError
+from .errors import (
+    ClosedError,
+    ConfigurationError,
+    StorageError,
+    TransientError,
+    ValidationError,
+)
 
 __all__ = ["ChatStorage"]
 
@@ -68,6 +82,31 @@ def _now_ms() -> int:
 
 async def _nothing() -> None:
     return None
+
+
+def session_order_key(session: SessionInfo) -> tuple[int, str]:
+    """The order of ``list_sessions``: newest activity first, then by id."""
+    return (-session.last_timestamp, session.session_id)
+
+
+def sessions_page(
+    sessions: Iterable[SessionInfo], limit: int | None, before: SessionInfo | None
+) -> list[SessionInfo]:
+    """The page of ``sessions`` that ``list_sessions(limit=, before=)`` gives:
+    in ``session_order_key`` order, strictly after ``before``, at most ``limit``."""
+    ordered = sorted(sessions, key=session_order_key)
+    if before is not None:
+        cursor = session_order_key(before)
+        ordered = [s for s in ordered if session_order_key(s) > cursor]
+    return ordered if limit is None else ordered[:limit]
+
+
+def rows_before(
+    rows: Sequence[RowValues], limit: int | None, before_index: int
+) -> list[RowValues]:
+    """The newest ``limit`` of a conversation's rows (oldest first) whose
+    index is below ``before_index``: ``fetch_chat(before_index=)``."""
+    return newest([row for row in rows if row[1] < before_index], limit)
 
 
 # How a call reaches the backend (see ChatStorage._on_home).
@@ -197,6 +236,8 @@ class ChatStorage:
         agent_id: str,
         new_message: Any,
         max_history_size: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> list[StoredMessage]:
         """Store one message and return the conversation after the save.
 
@@ -207,9 +248,17 @@ class ChatStorage:
         with ``skip_consecutive_roles=False``). With ``max_history_size`` the
         oldest messages beyond it are deleted in the same transaction and the
         newest ones returned, as [`fetch_chat`][storage_core.ChatStorage.fetch_chat] would.
+
+        ``request_id`` (optional) names this write for exactly-once delivery:
+        a call repeated with the same id (after a crash or an ambiguous
+        failure) stores nothing again and returns the original outcome. The
+        core gives every write an id of its own otherwise, and repeats a
+        write whose failure was ambiguous with it.
         """
         message = encode_message(new_message, self._limits)
-        return await self._save(user_id, session_id, agent_id, [message], max_history_size)
+        return await self._save(
+            user_id, session_id, agent_id, [message], max_history_size, request_id
+        )
 
     async def save_chat_messages(
         self,
@@ -218,6 +267,8 @@ class ChatStorage:
         agent_id: str,
         new_messages: Sequence[Any],
         max_history_size: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> list[StoredMessage]:
         """Store a batch atomically (all or nothing) and return the conversation.
 
@@ -225,9 +276,12 @@ class ChatStorage:
         apply to each message; a message with the role of the one before it in
         the batch is not stored.
         An empty batch stores nothing and returns the conversation.
+        ``request_id`` as for ``save_chat_message``.
         """
         messages = encode_messages(new_messages, self._limits)
-        return await self._save(user_id, session_id, agent_id, messages, max_history_size)
+        return await self._save(
+            user_id, session_id, agent_id, messages, max_history_size, request_id
+        )
 
     async def append_messages(
         self,
@@ -236,19 +290,22 @@ class ChatStorage:
         agent_id: str,
         messages: Sequence[Any],
         max_history_size: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> list[StoredMessage]:
         """Store a batch like [`save_chat_messages`][storage_core.ChatStorage.save_chat_messages]
         but read nothing back.
 
         Returns only the messages that were stored, with their index and
-        timestamp.
+        timestamp. ``request_id`` as for ``save_chat_message``.
         """
         batch = encode_messages(messages, self._limits)
         key, rows, keep = self._prepare(user_id, session_id, agent_id, batch, max_history_size)
+        given = self._request_id(request_id)
         if not rows:
             await self._ensure_ready()
             return []
-        result = await self._append(key, rows, keep, history=False)
+        result = await self._append(key, rows, keep, given, history=False)
         return self._messages(result.stored)
 
     async def _save(
@@ -258,13 +315,15 @@ class ChatStorage:
         agent_id: str,
         batch: list[Encoded],
         max_history_size: int | None,
+        request_id: str | None,
     ) -> list[StoredMessage]:
         key, rows, keep = self._prepare(user_id, session_id, agent_id, batch, max_history_size)
+        given = self._request_id(request_id)
         if not rows:
             return await self.fetch_chat(user_id, session_id, agent_id, max_history_size)
-        result = await self._append(key, rows, keep, history=True)
+        result = await self._append(key, rows, keep, given, history=True)
         assert result.history is not None, "backend returned no history"
-        return self._messages(result.history)
+        return self._window(result.history)
 
     def _prepare(
         self,
@@ -291,7 +350,13 @@ class ChatStorage:
         return key, rows, keep
 
     async def _append(
-        self, key: ConversationKey, rows: list[NewRow], keep: int | None, *, history: bool
+        self,
+        key: ConversationKey,
+        rows: list[NewRow],
+        keep: int | None,
+        request_id: str | None,
+        *,
+        history: bool,
     ) -> AppendResult:
         request = AppendRequest(
             key=key,
@@ -302,16 +367,71 @@ class ChatStorage:
             history_limit=keep,
         )
         await self._ensure_ready()
-        return await self._call("append", lambda: self._backend.append(request), write=True)
+        backend = self._backend
+        if not backend.capabilities.exactly_once:
+            return await self._call("append", lambda: backend.append(request), write=True)
+
+        def attempt(replay: bool, rid: str) -> Awaitable[AppendResult]:
+            return backend.append(dataclasses.replace(request, request_id=rid, replay=replay))
+
+        return await self._write("append", attempt, request_id)
+
+    def _request_id(self, value: object) -> str | None:
+        """A caller's ``request_id``, checked; refused where the backend
+        cannot honour it."""
+        if value is None:
+            return None
+        checked = check_id("request_id", value, self._limits)
+        if not self._backend.capabilities.exactly_once:
+            raise ConfigurationError(
+                f"the {type(self._backend).__name__} backend does not support request_id "
+                "(it declares no exactly_once capability)"
+            )
+        return checked
+
+    async def _write(
+        self,
+        what: str,
+        attempt: Callable[[bool, str], Awaitable[T]],
+        request_id: str | None,
+    ) -> T:
+        """A write on a backend with exactly-once writes: every try carries
+        the same request id (the caller's, or a new one), so the policy may
+        repeat it after any transient failure, ambiguous or not. Every try
+        but a first one with a fresh id asks the backend to look the id up.
+
+        If the call still fails and some try failed ambiguously, the error
+        says so, with the request id to repeat the call with."""
+        rid = request_id if request_id is not None else os.urandom(16).hex()
+        tries = 0
+        ambiguous = False
+
+        async def once() -> T:
+            nonlocal tries, ambiguous
+            tries += 1
+            try:
+                return await attempt(request_id is not None or tries > 1, rid)
+            except TransientError as exc:
+                ambiguous = ambiguous or exc.ambiguous
+                raise
+
+        try:
+            return await self._call(what, once, write=False)
+        except TransientError as exc:
+            exc.ambiguous = exc.ambiguous or ambiguous
+            exc.request_id = rid
+            raise
 
     async def pop_message(
-        self, user_id: str, session_id: str, agent_id: str
+        self, user_id: str, session_id: str, agent_id: str, *, request_id: str | None = None
     ) -> StoredMessage | None:
         """Delete the conversation's newest message and return it (None when
         the conversation is empty), in one atomic step.
 
-        Two concurrent pops never return the same message. A pop is a write:
-        it is not repeated after a failure that may have committed it. The
+        Two concurrent pops never return the same message. A pop is a write
+        with a request id, like a save (``request_id`` as for
+        ``save_chat_message``): repeated with the same id, it pops nothing
+        more and returns the message it popped. The
         next save takes the index after the highest one still stored, so the
         popped message's index may be given again.
         """
@@ -321,8 +441,16 @@ class ChatStorage:
             raise ConfigurationError(
                 f"the {type(backend).__name__} backend does not support pop_message"
             )
+        given = self._request_id(request_id)
         await self._ensure_ready()
-        row = await self._call("pop_message", lambda: backend.pop(key), write=True)
+        if backend.capabilities.exactly_once:
+
+            def attempt(replay: bool, rid: str) -> Awaitable[RowValues | None]:
+                return backend.pop(key, request_id=rid, replay=replay)  # type: ignore[call-arg]
+
+            row = await self._write("pop_message", attempt, given)
+        else:
+            row = await self._call("pop_message", lambda: backend.pop(key), write=True)
         if row is None:
             return None
         return self._messages([row])[0]
@@ -335,14 +463,26 @@ class ChatStorage:
         session_id: str,
         agent_id: str,
         max_history_size: int | None = None,
+        *,
+        before_index: int | None = None,
     ) -> list[StoredMessage]:
         """The conversation, oldest first; with ``max_history_size``, only the
-        newest that many (whole pairs with ``trim="pairs"``)."""
+        newest that many (whole pairs with ``trim="pairs"``; with
+        ``trim="tool-safe"``, without the tool results the window begins with).
+
+        With ``before_index``, only messages whose index is below it: the
+        same window, counted the same way, further back, for scrolling back
+        through a long conversation: pass the ``index`` of the oldest message
+        shown. 0 gives nothing; an index beyond the newest gives the same as
+        none. One indexed query on a backend with
+        [`SupportsPaging`][storage_core.SupportsPaging].
+        """
         key = self._key(user_id, session_id, agent_id)
         limit = keep_count(check_max_history_size(max_history_size), self._trim)
+        before = check_before_index(before_index)
         await self._ensure_ready()
-        rows = await self._call("fetch_chat", lambda: self._backend.fetch(key, limit), write=False)
-        return self._messages(rows)
+        rows = await self._fetch_window(key, limit, before)
+        return self._window(rows)
 
     async def fetch_all_chats(self, user_id: str, session_id: str) -> list[StoredMessage]:
         """Every agent's messages of a session, ordered by (timestamp, agent_id,
@@ -361,14 +501,57 @@ class ChatStorage:
             session_order(rows, itemgetter(4, 0, 1)), prefix_assistant=True
         )
 
-    async def list_sessions(self, user_id: str) -> list[SessionInfo]:
-        """The user's sessions, newest activity first."""
-        user_id = check_id("user_id", user_id, self._limits)
-        await self._ensure_ready()
-        sessions = await self._call(
-            "list_sessions", lambda: self._backend.list_sessions(user_id), write=False
+    async def _fetch_window(
+        self, key: ConversationKey, limit: int | None, before: int | None
+    ) -> Sequence[RowValues]:
+        """The rows of ``fetch_chat``: the newest ``limit`` below ``before``."""
+        backend = self._backend
+        if before is None or before > MAX_INDEX:  # no index is that high: all are below
+            return await self._call("fetch_chat", lambda: backend.fetch(key, limit), write=False)
+        if isinstance(backend, SupportsPaging):
+            return await self._call(
+                "fetch_chat", lambda: backend.fetch_before(key, limit, before), write=False
+            )
+        # A backend without paged reads: the whole conversation, cut here.
+        everything = await self._call(
+            "fetch_chat", lambda: backend.fetch(key, None), write=False
         )
-        return sorted(sessions, key=lambda s: (-s.last_timestamp, s.session_id))
+        return rows_before(everything, limit, before)
+
+    async def list_sessions(
+        self,
+        user_id: str,
+        *,
+        limit: int | None = None,
+        before: SessionInfo | None = None,
+    ) -> list[SessionInfo]:
+        """The user's sessions, newest activity first (ties by ``session_id``).
+
+        A page of them with ``limit`` (at most that many) and ``before`` (the
+        last [`SessionInfo`][storage_core.SessionInfo] of the previous page: only the
+        sessions after it in this order). A page is one indexed query on a
+        backend with [`SupportsPaging`][storage_core.SupportsPaging]. The cursor is
+        live: a session with activity since the previous page moves to the
+        front, so no later page shows it (see the contract's "Pagination").
+        """
+        user_id = check_id("user_id", user_id, self._limits)
+        page_limit = check_page_limit(limit)
+        cursor = check_session_cursor(before)
+        await self._ensure_ready()
+        backend = self._backend
+        if (page_limit is not None or cursor is not None) and isinstance(
+            backend, SupportsPaging
+        ):
+            page = await self._call(
+                "list_sessions",
+                lambda: backend.list_sessions_page(user_id, page_limit, cursor),
+                write=False,
+            )
+            return list(page)
+        sessions = await self._call(
+            "list_sessions", lambda: backend.list_sessions(user_id), write=False
+        )
+        return sessions_page(sessions, page_limit, cursor)
 
     async def delete_session(self, user_id: str, session_id: str) -> int:
         """Delete every agent's messages of a session; returns how many."""
@@ -472,6 +655,14 @@ class ChatStorage:
 
     @staticmethod
     def _messages(rows: Sequence[RowValues]) -> list[StoredMessage]:
+        return messages_from_rows(rows)
+
+    def _window(self, rows: Sequence[RowValues]) -> list[StoredMessage]:
+        """A conversation window as saves and fetches return it: with
+        ``trim="tool-safe"``, without the tool results it begins with (their
+        calls are before the window)."""
+        if self._trim == "tool-safe":
+            rows = rows[leading_tool_results(rows):]
         return messages_from_rows(rows)
 
     async def _ensure_ready(self) -> None:

@@ -21,13 +21,16 @@ from ._limits import (
     MAX_TIMESTAMP,
     Limits,
 )
-from ._model import Message, decode_content
+from ._model import Message, SessionInfo, decode_content
 from .errors import ValidationError
 
 __all__ = [
+    "check_before_index",
     "check_count",
     "check_id",
     "check_max_history_size",
+    "check_page_limit",
+    "check_session_cursor",
     "check_table_rows",
     "coerce_message",
     "decode_content",
@@ -107,6 +110,65 @@ def check_count(
         raise ValidationError(f"{where} must be at least 1, got {value}")
     if value > maximum:
         raise ValidationError(f"{where} is {value}; the limit is {maximum}")
+    return value
+
+
+def check_page_limit(value: object) -> int | None:
+    """Return ``value`` if it is None or an int from 1 to 2**31-1 (bools are
+    refused): the ``limit`` of ``list_sessions``."""
+    if value is None:
+        return None
+    return check_count(value, "limit", MAX_INDEX, "a positive int or None")
+
+
+def check_before_index(value: object) -> int | None:
+    """Return ``value`` if it is None or an int from 0 up (bools are refused):
+    the ``before_index`` of ``fetch_chat``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValidationError(
+            f"before_index must be an int from 0 up or None, not {type(value).__name__}"
+        )
+    if value < 0:
+        raise ValidationError(f"before_index must be at least 0, got {value}")
+    return value
+
+
+_MIN_STORED_TIMESTAMP = -(2**63)  # BIGINT's range: what a legacy row may hold
+
+
+def check_session_cursor(value: object) -> SessionInfo | None:
+    """Return ``value`` if it is None or a [`SessionInfo`][storage_core.SessionInfo]
+    whose ``session_id`` and ``last_timestamp`` every backend can compare
+    (the other fields are not used). Its session need not exist, and its id
+    is not held to the limits of a new id: it may come from an old row."""
+    if value is None:
+        return None
+    if not isinstance(value, SessionInfo):
+        raise ValidationError(
+            "before must be a SessionInfo (the last one of the previous page) or None, "
+            f"not {type(value).__name__}"
+        )
+    session_id, stamp = value.session_id, value.last_timestamp
+    if not isinstance(session_id, str):
+        raise ValidationError(
+            f"before.session_id must be a string, not {type(session_id).__name__}"
+        )
+    if "\x00" in session_id:
+        raise ValidationError("before.session_id must not contain NUL characters")
+    try:
+        session_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValidationError("before.session_id is not valid Unicode (lone surrogate)") from None
+    if isinstance(stamp, bool) or not isinstance(stamp, int):
+        raise ValidationError(
+            f"before.last_timestamp must be an int, not {type(stamp).__name__}"
+        )
+    if not _MIN_STORED_TIMESTAMP <= stamp <= MAX_TIMESTAMP:
+        raise ValidationError(
+            f"before.last_timestamp must be between -2**63 and 2**63-1, got {stamp}"
+        )
     return value
 
 

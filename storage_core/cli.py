@@ -32,14 +32,14 @@ from typing import IO, Any, TextIO, TypeVar
 from ._backend import TableRow
 from ._factory import make_storage
 from ._limits import Limits
-from ._model import StoredMessage
+from ._model import SessionInfo, StoredMessage
 from ._plugins import build_registry, load_failures
 from ._storage import ChatStorage
 from ._urls import REDACTED, redact_text
 from .errors import ConfigurationError, StorageError, ValidationError
 
 DEFAULT_DEMO_URL = "sqlite:///storage_core_demo.db"
-EXPECTED_SCHEMA_VERSION = 1
+EXPECTED_SCHEMA_VERSION = 2
 REQUIRED_INDEX = "idx_conversations_lookup"
 _BATCH = 500
 T = TypeVar("T")
@@ -147,6 +147,42 @@ def _positive_int(text: str) -> int:
     if value > _MAX_INT:
         raise argparse.ArgumentTypeError(f"must be at most {_MAX_INT}, got {text}")
     return value
+
+
+def _index(text: str) -> int:
+    """argparse type: a message index, a whole number from 0 up."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    if value > _MAX_INT:
+        raise argparse.ArgumentTypeError(f"must be at most {_MAX_INT}, got {text}")
+    return value
+
+
+def _cursor_timestamp(text: str) -> int:
+    """argparse type: a session's last activity in milliseconds (``last_timestamp``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a whole number of milliseconds: {text!r}") from None
+    if not -_MAX_INT - 1 <= value <= _MAX_INT:
+        raise argparse.ArgumentTypeError(f"out of range: {text}")
+    return value
+
+
+def _next_command(command: str, positional: Sequence[str], options: Sequence[str]) -> str:
+    """A command line to run next (``--`` before the positional arguments
+    if one starts with ``-``), with a note when the URL's secret is hidden."""
+    url = positional[0]
+    rest = ["--", *positional] if any(p.startswith("-") for p in positional) else positional
+    line = shlex.join(["storage-core", command, *options, *rest])
+    if REDACTED in url:
+        line += f"  (with the secret in place of {REDACTED})"
+    return line
 
 
 # -- opening and closing storages ----------------------------------------------
@@ -265,17 +301,34 @@ def _backends(out: TextIO) -> int:
 
 
 async def _sessions(args: Any, out: TextIO) -> int:
+    if (args.before_session is None) != (args.before_timestamp is None):
+        raise UsageError("--before-session and --before-timestamp go together (the last "
+                         "session of the previous page and its last activity)")
+    before = None
+    if args.before_session is not None:
+        before = SessionInfo(args.before_session, (), 0, args.before_timestamp)
     async with _open(args.url, create=False) as storage:
-        sessions = await storage.list_sessions(args.user_id)
+        sessions = await storage.list_sessions(args.user_id, limit=args.limit, before=before)
+        url = storage.url
+    more = None
+    if args.limit is not None and len(sessions) == args.limit:
+        last = sessions[-1]
+        more = _next_command("sessions", [url, args.user_id], [
+            "--limit", str(args.limit), f"--before-session={last.session_id}",
+            f"--before-timestamp={last.last_timestamp}", *(["--json"] if args.json else []),
+        ])
     if args.json:
         for s in sessions:
             print(_json_safe(json.dumps(
                 {"session_id": s.session_id, "agent_ids": list(s.agent_ids),
                  "message_count": s.message_count, "last_timestamp": s.last_timestamp},
                 ensure_ascii=False)), file=out)
+        if more is not None:  # not on stdout: that stays JSON Lines
+            print(f"next page: {safe(more)}", file=sys.stderr)
         return 0
     if not sessions:
-        print(f"no sessions for user {safe(repr(args.user_id))}", file=out)
+        what = "no more sessions" if before is not None else "no sessions"
+        print(f"{what} for user {safe(repr(args.user_id))}", file=out)
         return 0
     names = [safe(s.session_id) for s in sessions]
     width = max(7, *(len(name) for name in names)) + 2
@@ -283,18 +336,25 @@ async def _sessions(args: Any, out: TextIO) -> int:
     for name, s in zip(names, sessions, strict=True):
         print(f"{name:<{width}}{s.message_count:>9}  {_when(s.last_timestamp):<23} "
               f"{safe(', '.join(s.agent_ids))}", file=out)
+    if more is not None:
+        print(f"next page: {safe(more)}", file=out)
     return 0
 
 
 async def _show(args: Any, out: TextIO) -> int:
+    if args.before is not None and args.agent_id is None:
+        raise UsageError("--before needs an AGENT_ID: message indexes count within one "
+                         "agent's conversation")
     async with _open(args.url, create=False) as storage:
+        url = storage.url
         if args.agent_id is None:
             messages = await storage.fetch_all_chats(args.user_id, args.session_id)
             if args.last is not None:
                 messages = messages[-args.last:]
         else:
             messages = await storage.fetch_chat(
-                args.user_id, args.session_id, args.agent_id, args.last
+                args.user_id, args.session_id, args.agent_id, args.last,
+                before_index=args.before,
             )
     for m in messages:
         if args.json:
@@ -304,6 +364,14 @@ async def _show(args: Any, out: TextIO) -> int:
                   f"{_safe_block(_text(m), '    ')}", file=out)
     if not messages and not args.json:
         print("no messages", file=out)
+    if args.agent_id is not None and args.last is not None and messages and messages[0].index:
+        older = _next_command(
+            "show", [url, args.user_id, args.session_id, args.agent_id],
+            ["--last", str(args.last), "--before", str(messages[0].index),
+             *(["--json"] if args.json else [])],
+        )
+        # On stderr with --json, so that standard output stays JSON Lines.
+        print(f"older: {safe(older)}", file=sys.stderr if args.json else out)
     return 0
 
 
@@ -655,6 +723,12 @@ def _parser() -> argparse.ArgumentParser:
     sessions.add_argument("url")
     sessions.add_argument("user_id")
     sessions.add_argument("--json", action="store_true", help="JSON Lines output")
+    sessions.add_argument("--limit", type=_positive_int, metavar="N",
+                          help="at most N sessions (a page); prints the command for the next")
+    sessions.add_argument("--before-session", metavar="SESSION_ID",
+                          help="start after this session (the last of the previous page)")
+    sessions.add_argument("--before-timestamp", type=_cursor_timestamp, metavar="MS",
+                          help="that session's last activity, as the next-page command gives")
 
     show = commands.add_parser("show", help="print a session, or one agent's conversation")
     show.add_argument("url")
@@ -663,6 +737,9 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("agent_id", nargs="?")
     show.add_argument("--last", type=_positive_int, metavar="N",
                       help="only the newest N messages")
+    show.add_argument("--before", type=_index, metavar="INDEX",
+                      help="only messages with an index below INDEX (needs AGENT_ID); "
+                      "with --last, the N before them")
     show.add_argument("--json", action="store_true", help="JSON Lines output")
 
     export = commands.add_parser("export", help="stream every message out as JSON Lines")

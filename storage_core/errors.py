@@ -56,11 +56,19 @@ class TransientError(StorageError):
     The core retries these with backoff; one that reaches the caller has
     outlived the retry policy. ``ambiguous`` is true when the connection was
     lost after the request was sent, so the server may have committed it.
+
+    ``request_id`` is the id of the write that failed (None for reads and on
+    backends without exactly-once writes): repeating the call with
+    ``request_id=error.request_id`` stores it if it was not stored and returns
+    the original outcome if it was.
     """
 
-    def __init__(self, message: str, *, ambiguous: bool = False) -> None:
+    def __init__(
+        self, message: str, *, ambiguous: bool = False, request_id: str | None = None
+    ) -> None:
         super().__init__(message)
         self.ambiguous = ambiguous
+        self.request_id = request_id
 
 
 class ConflictError(StorageError):

@@ -222,12 +222,14 @@ class SyncChatStorage:
         agent_id: str,
         new_message: Any,
         max_history_size: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> list[StoredMessage]:
         """Store one message and return the conversation; see
         ``ChatStorage.save_chat_message``."""
         return self._run(
             "save_chat_message", self._storage.save_chat_message,
-            user_id, session_id, agent_id, new_message, max_history_size,
+            user_id, session_id, agent_id, new_message, max_history_size, request_id=request_id,
         )
 
     def save_chat_messages(
@@ -237,12 +239,14 @@ class SyncChatStorage:
         agent_id: str,
         new_messages: Sequence[Any],
         max_history_size: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> list[StoredMessage]:
         """Store a batch atomically and return the conversation; see
         ``ChatStorage.save_chat_messages``."""
         return self._run(
             "save_chat_messages", self._storage.save_chat_messages,
-            user_id, session_id, agent_id, new_messages, max_history_size,
+            user_id, session_id, agent_id, new_messages, max_history_size, request_id=request_id,
         )
 
     def append_messages(
@@ -252,21 +256,24 @@ class SyncChatStorage:
         agent_id: str,
         messages: Sequence[Any],
         max_history_size: int | None = None,
+        *,
+        request_id: str | None = None,
     ) -> list[StoredMessage]:
         """Store a batch atomically, returning only what was stored; see
         ``ChatStorage.append_messages``."""
         return self._run(
             "append_messages", self._storage.append_messages,
-            user_id, session_id, agent_id, messages, max_history_size,
+            user_id, session_id, agent_id, messages, max_history_size, request_id=request_id,
         )
 
     def pop_message(
-        self, user_id: str, session_id: str, agent_id: str
+        self, user_id: str, session_id: str, agent_id: str, *, request_id: str | None = None
     ) -> StoredMessage | None:
         """Delete and return the conversation's newest message (None when it
         is empty), atomically; see ``ChatStorage.pop_message``."""
         return self._run(
-            "pop_message", self._storage.pop_message, user_id, session_id, agent_id
+            "pop_message", self._storage.pop_message, user_id, session_id, agent_id,
+            request_id=request_id,
         )
 
     # -- reads -------------------------------------------------------------
@@ -277,20 +284,32 @@ class SyncChatStorage:
         session_id: str,
         agent_id: str,
         max_history_size: int | None = None,
+        *,
+        before_index: int | None = None,
     ) -> list[StoredMessage]:
-        """The conversation, oldest first; see ``ChatStorage.fetch_chat``."""
+        """The conversation, oldest first (with ``before_index``, only the
+        messages below that index); see ``ChatStorage.fetch_chat``."""
         return self._run(
             "fetch_chat", self._storage.fetch_chat,
-            user_id, session_id, agent_id, max_history_size,
+            user_id, session_id, agent_id, max_history_size, before_index=before_index,
         )
 
     def fetch_all_chats(self, user_id: str, session_id: str) -> list[StoredMessage]:
         """Every agent's messages of a session; see ``ChatStorage.fetch_all_chats``."""
         return self._run("fetch_all_chats", self._storage.fetch_all_chats, user_id, session_id)
 
-    def list_sessions(self, user_id: str) -> list[SessionInfo]:
-        """The user's sessions, newest activity first; see ``ChatStorage.list_sessions``."""
-        return self._run("list_sessions", self._storage.list_sessions, user_id)
+    def list_sessions(
+        self,
+        user_id: str,
+        *,
+        limit: int | None = None,
+        before: SessionInfo | None = None,
+    ) -> list[SessionInfo]:
+        """The user's sessions, newest activity first (a page of them with
+        ``limit`` and ``before``); see ``ChatStorage.list_sessions``."""
+        return self._run(
+            "list_sessions", self._storage.list_sessions, user_id, limit=limit, before=before
+        )
 
     def delete_session(self, user_id: str, session_id: str) -> int:
         """Delete a session's messages, returning how many; see

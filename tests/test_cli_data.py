@@ -106,7 +106,7 @@ def test_prune(src: str) -> None:
 
 def test_doctor(src: str) -> None:
     code, text = run("doctor", src)
-    assert code == 0 and "schema version: 1" in text and "healthy" in text
+    assert code == 0 and "schema version: 2" in text and "healthy" in text
 
 
 def test_doctor_reports_a_missing_index(src: str, tmp_path: Path) -> None:

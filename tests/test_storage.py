@@ -7,6 +7,7 @@ import pytest
 from storage_core import (
     AppendRequest,
     AppendResult,
+    Capabilities,
     ChatStorage,
     ClosedError,
     ConfigurationError,
@@ -78,13 +79,99 @@ async def test_retries_are_bounded() -> None:
     assert await storage.fetch_chat("u", "s", "a") == []
 
 
+class AtMostOnceBackend(FlakyBackend):
+    """A backend written before request ids: no exactly_once capability."""
+
+    capabilities = Capabilities(shared_across_processes=False, persistent=False)
+
+
+class CommitThenFailBackend(MemoryBackend):
+    """Commits the first ``failures`` writes, then loses the answer."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures, self.calls, self.requests = failures, 0, []
+
+    async def append(self, request: AppendRequest) -> AppendResult:
+        self.calls += 1
+        self.requests.append(request)
+        result = await super().append(request)
+        if self.calls <= self.failures:
+            raise TransientError("connection lost after commit", ambiguous=True)
+        return result
+
+    async def pop(self, key, request_id=None, replay=False):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        row = await super().pop(key, request_id, replay)
+        if self.calls <= self.failures:
+            raise TransientError("connection lost after commit", ambiguous=True)
+        return row
+
+
 @pytest.mark.asyncio
-async def test_ambiguous_writes_are_not_repeated() -> None:
-    backend = FlakyBackend(1, TransientError("lost after send", ambiguous=True))
+async def test_ambiguous_writes_are_not_repeated_without_exactly_once() -> None:
+    backend = AtMostOnceBackend(1, TransientError("lost after send", ambiguous=True))
     storage = ChatStorage(backend, retry=FAST)
     with pytest.raises(TransientError) as info:
         await storage.save_chat_message("u", "s", "a", MSG)
     assert info.value.ambiguous and backend.calls == 1
+    assert info.value.request_id is None
+    with pytest.raises(ConfigurationError, match="request_id"):
+        await storage.save_chat_message("u", "s", "a", MSG, request_id="r1")
+    assert await storage.fetch_chat("u", "s", "a") == []
+
+
+@pytest.mark.asyncio
+async def test_ambiguous_writes_are_repeated_with_their_request_id() -> None:
+    backend = CommitThenFailBackend(2)
+    storage = ChatStorage(backend, retry=FAST)
+    saved = await storage.save_chat_messages(
+        "u", "s", "a", [MSG, {"role": "assistant", "content": [{"text": "yo"}]}]
+    )
+    assert [m.index for m in saved] == [0, 1] and backend.calls == 3
+    ids = {r.request_id for r in backend.requests}
+    assert len(ids) == 1 and None not in ids
+    assert [r.replay for r in backend.requests] == [False, True, True]
+    assert [m.index for m in await storage.fetch_chat("u", "s", "a")] == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_write_failing_ambiguously_for_good_names_its_request_id() -> None:
+    backend = CommitThenFailBackend(10)
+    storage = ChatStorage(backend, retry=FAST)
+    with pytest.raises(TransientError) as info:
+        await storage.append_messages("u", "s", "a", [MSG])
+    error = info.value
+    assert error.ambiguous and error.request_id is not None and backend.calls == 3
+    # Repeating with that id settles it: stored once, the original index back.
+    backend.failures = 0
+    again = await storage.append_messages("u", "s", "a", [MSG], request_id=error.request_id)
+    assert [m.index for m in again] == [0]
+    assert len(await storage.fetch_chat("u", "s", "a")) == 1
+
+
+@pytest.mark.asyncio
+async def test_a_pop_failing_ambiguously_is_repeated_without_popping_twice() -> None:
+    backend = CommitThenFailBackend(0)
+    storage = ChatStorage(backend, retry=FAST)
+    await storage.save_chat_messages(
+        "u", "s", "a", [MSG, {"role": "assistant", "content": [{"text": "yo"}]}]
+    )
+    backend.failures = backend.calls + 1
+    popped = await storage.pop_message("u", "s", "a")
+    assert popped is not None and popped.index == 1
+    assert [m.index for m in await storage.fetch_chat("u", "s", "a")] == [0]
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("bad", ["", 7, None.__class__, "x" * 801, "a\ud800b"])
+async def test_bad_request_ids_are_refused(bad: object) -> None:
+    storage = ChatStorage(MemoryBackend())
+    with pytest.raises(ValidationError, match="request_id"):
+        await storage.save_chat_message("u", "s", "a", MSG, request_id=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="request_id"):
+        await storage.pop_message("u", "s", "a", request_id=bad)  # type: ignore[arg-type]
+    assert await storage.fetch_chat("u", "s", "a") == []
 
 
 @pytest.mark.asyncio

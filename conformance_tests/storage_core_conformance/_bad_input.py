@@ -3,6 +3,7 @@ and nothing is written."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import random
@@ -72,6 +73,8 @@ BAD_IDS = [
     pytest.param(TOO_LONG_ID, "limit", id="too-long"),
     pytest.param(TOO_MANY_BYTES_ID, "800 bytes", id="too-many-bytes"),
     pytest.param("a\x00b", "nul", id="nul"),
+    pytest.param("a\ud800b", "surrogate", id="lone-surrogate"),
+    pytest.param("\udfff", "surrogate", id="lone-low-surrogate"),
 ]
 
 
@@ -91,6 +94,7 @@ BAD_MESSAGES = [
     pytest.param(_m(role="us\x00er"), ("role", "nul"), id="role-nul"),
     pytest.param(_m(role=TOO_LONG_ID), ("role", "limit"), id="role-too-long"),
     pytest.param(_m(role=TOO_MANY_BYTES_ID), ("role", "800 bytes"), id="role-too-many-bytes"),
+    pytest.param(_m(role="us\udc80er"), ("role", "surrogate"), id="role-lone-surrogate"),
     pytest.param({"content": []}, ("role",), id="role-missing"),
     pytest.param({"role": "user"}, ("content",), id="content-missing"),
     pytest.param(_m(content={1, 2}), ("content", "set"), id="content-set"),
@@ -101,6 +105,11 @@ BAD_MESSAGES = [
     pytest.param(_m(content=[{"x": float("inf")}]), ("content", "infinity"), id="content-inf"),
     pytest.param(_m(content=float("-inf")), ("content", "infinity"), id="content-minus-inf"),
     pytest.param(_m(content=[{1: "a"}]), ("content",), id="content-int-key"),
+    pytest.param(_m(content="a\ud83d"), ("content", "surrogate"), id="content-lone-surrogate"),
+    pytest.param(_m(content=[{"text": "x", "y": ["\udc00"]}]), ("content", "surrogate"),
+                 id="content-nested-lone-surrogate"),
+    pytest.param(_m(content=[{"\ud800": "key"}]), ("content", "surrogate"),
+                 id="content-key-lone-surrogate"),
     pytest.param(_m(content=TOO_BIG_CONTENT), ("content", "limit"), id="content-too-big"),
     pytest.param(_m(content=HUGE_INT), ("content", "4300 digits"), id="content-int-too-long"),
     pytest.param(_m(content=[{"n": -HUGE_INT}]), ("content[0]['n']", "4300 digits"),
@@ -180,10 +189,15 @@ async def _rejected(call: Awaitable[object]) -> ValidationError:
 
 
 class _Snapshot:
-    """What a user's data looks like, to show a rejected call wrote nothing."""
+    """What a user's data looks like, to show a rejected call wrote nothing.
+
+    Always on: on a backend declaring no ``read_your_writes`` the snapshot
+    is taken once the seeded conversation is visible (reads may lag), so a
+    write the rejected call made, once visible, still shows.
+    """
 
     def __init__(self, storage: TimedStorage, conv: Conversation, caps: Capabilities) -> None:
-        self.storage, self.conv, self.enabled = storage, conv, caps.read_your_writes
+        self.storage, self.conv, self.lagging = storage, conv, not caps.read_your_writes
         self.before: Any = None
 
     async def _take(self) -> Any:
@@ -192,19 +206,24 @@ class _Snapshot:
                 await s.list_sessions(c.user_id))
 
     async def __aenter__(self) -> None:
-        if self.enabled:
-            self.before = await self._take()
+        self.before = await self._take()
+        if self.lagging:
+            loop = asyncio.get_running_loop()
+            give_up = loop.time() + self.storage.timeout
+            while not self.before[0] and loop.time() < give_up:
+                await asyncio.sleep(0.05)  # the seed not replicated yet
+                self.before = await self._take()
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.enabled and exc[0] is None:
+        if exc[0] is None:
             assert await self._take() == self.before, "a rejected call wrote something"
 
 
 class BadInputTests:
     """Bad input is a ValidationError naming the problem, and writes nothing.
 
-    Whether nothing was written is read back only when the backend declares
-    ``read_your_writes``.
+    Whether nothing was written is always read back, whatever the backend
+    declares (see ``_Snapshot``).
     """
 
     @pytest.mark.parametrize("field", ["user_id", "session_id", "agent_id"])
@@ -452,6 +471,33 @@ class BadInputTests:
                     "append_messages": lambda: s.append_messages(*c, batch),
                 }, ("max_batch_bytes", str(64 * 1024 * 1024)))
 
+    @aio
+    async def test_batch_size_is_bounded(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds,
+        backend_capabilities: Capabilities,
+    ) -> None:
+        """``max_batch_size`` messages are stored in one batch, one more is
+        refused (also when every message would be dropped by the role rule),
+        and the default limit of 1000 holds too."""
+        c = fresh_ids.conv()
+        async with storage_factory.open(limits=Limits(max_batch_size=3)) as s:
+            assert len(await s.append_messages(*c, [msg("user", "u"), msg("assistant", "a"),
+                                                   msg("user", "u")])) == 3
+            four = [msg("assistant", f"a{i}") for i in range(4)]
+            async with _Snapshot(s, c, backend_capabilities):
+                await _expect_rejected({
+                    "save_chat_messages": lambda: s.save_chat_messages(*c, four),
+                    "append_messages": lambda: s.append_messages(*c, four, 2),
+                }, ("4 messages", "limit is 3"))
+        async with storage_factory.open(limits=Limits()) as s:
+            await s.save_chat_message(*c, msg("user", "seed"))
+            many = [msg("user" if i % 2 else "assistant", "m") for i in range(1001)]
+            async with _Snapshot(s, c, backend_capabilities):
+                await _expect_rejected({
+                    "save_chat_messages": lambda: s.save_chat_messages(*c, many),
+                    "append_messages": lambda: s.append_messages(*c, many),
+                }, ("1001 messages", "limit is 1000"))
+
     @pytest.mark.parametrize("size", [0, -1, 2**31, True, "10", None])
     @aio
     async def test_bad_export_page_size_rejected(
@@ -505,8 +551,7 @@ class BadInputTests:
                 await _expect_rejected(
                     {"import_rows": lambda: s._t(s.raw.import_rows(rows))}, ("row 1", *words)
                 )
-            if backend_capabilities.read_your_writes:
-                assert await s.fetch_chat(*target) == [], "a rejected import wrote something"
+            assert await s.fetch_chat(*target) == [], "a rejected import wrote something"
 
     @aio
     async def test_imports_obey_the_batch_limits(
@@ -536,8 +581,7 @@ class BadInputTests:
                 {"import of 2994 bytes": lambda: s._t(s.raw.import_rows(heavy))},
                 ("max_batch_bytes", "2500"),
             )
-            if backend_capabilities.read_your_writes:
-                assert await s.fetch_chat(*target) == [], "a rejected import wrote something"
+            assert await s.fetch_chat(*target) == [], "a rejected import wrote something"
 
 
 def _size_calls(

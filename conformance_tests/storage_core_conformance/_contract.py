@@ -590,3 +590,54 @@ class ContractTests:
                 sessions = await s.list_sessions(user)
                 assert [(x.session_id, x.agent_ids) for x in sessions] == [(session, (agent,))]
                 assert [x.agent_id for x in await s.fetch_all_chats(user, session)] == [agent]
+
+    # -- exactness (second edition) ----------------------------------------
+
+    @requires("read_your_writes")
+    @aio
+    async def test_roles_are_compared_exactly(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds
+    ) -> None:
+        """The consecutive-role rule and the session view's prefix compare
+        roles as exact strings: case variants, a trailing space, a Cyrillic
+        look-alike and a composed/decomposed pair are all different roles."""
+        c = fresh_ids.conv()
+        roles = ["user", "User", "USER", "user ", "us\u0435r", "assistant", "Assistant",
+                 "ASSISTANT", "\u00e9", "e\u0301", "assistant"]
+        async with storage_factory.open() as s:
+            for i, role in enumerate(roles):
+                await s.save_chat_message(*c, msg(role, f"m{i}", i))
+            await s.save_chat_messages(*c, [msg("assistant", "dropped", 50),
+                                            msg("Assistant", "kept", 51),
+                                            msg("assistant", "kept too", 52)])
+            stored = await s.fetch_chat(*c)
+            view = await s.fetch_all_chats(c.user_id, c.session_id)
+        assert [m.role for m in stored] == [*roles, "Assistant", "assistant"], (
+            "a role differing only in case, spacing or look-alike characters was dropped")
+        prefixed = [m.role for m in view if texts([m])[0].startswith(f"[{c.agent_id}] ")]
+        assert prefixed == ["assistant", "assistant", "assistant"], (
+            "only the exact role 'assistant' is prefixed in the session view")
+
+    @requires("read_your_writes")
+    @aio
+    async def test_session_view_prefix_keeps_the_rest_of_the_block(
+        self, storage_factory: StorageFactory, fresh_ids: FreshIds
+    ) -> None:
+        """The prefixed text block keeps its other keys (in their order), and
+        every other block is kept as it is."""
+        user, session, agent = fresh_ids.conv()
+        content: list[dict[str, Any]] = [
+            {"toolUse": {"name": "t", "input": {"a": [1, 2]}}, "id": "x"},
+            {"cachePoint": {"type": "default"}, "text": "answer", "citations": [{"n": 1}]},
+            {"text": "second", "extra": True},
+        ]
+        async with storage_factory.open() as s:
+            await s.save_chat_messages(user, session, agent, [
+                {"role": "user", "content": [{"text": "q", "k": 1}], "timestamp": 1},
+                {"role": "assistant", "content": content, "timestamp": 2},
+            ])
+            view = await s.fetch_all_chats(user, session)
+        want = [content[0], {**content[1], "text": f"[{agent}] answer"}, content[2]]
+        assert [m.content for m in view] == [[{"text": "q", "k": 1}], want]
+        assert list(view[1].content[1]) == ["cachePoint", "text", "citations"], (
+            "the prefixed block's keys changed order")

@@ -7,11 +7,44 @@ from typing import Any
 
 import pytest
 
-from storage_core import Capabilities, make_storage
+from storage_core import Backend, Capabilities, ConversationKey, MemoryBackend, make_storage
 
-from ._support import CAPABILITY_NAMES, REQUIRES_MARKER, FreshIds, StorageFactory
+from ._support import (
+    CAPABILITY_NAMES,
+    REQUIRES_MARKER,
+    Conversation,
+    FreshIds,
+    RawRow,
+    RawRows,
+    StorageFactory,
+    TimedStorage,
+)
 
-__all__ = ["ConformanceFixtures"]
+__all__ = ["SUITE_FIXTURES", "ConformanceFixtures", "unopened_backend"]
+
+SUITE_FIXTURES = (
+    "storage_factory", "backend_capabilities", "fresh_ids", "_storage_core_capability_check",
+)
+"""Fixtures a backend's test class must not override: they decide what is tested."""
+
+
+async def _memory_rows(storage: TimedStorage, conv: Conversation) -> list[RawRow]:
+    """The rows of an in-memory store as they sit in it (no driver to read with)."""
+    backend = storage.raw.backend
+    assert isinstance(backend, MemoryBackend)
+    rows = backend._store.conversations.get(ConversationKey(*conv), [])
+    return [(r.message_index, r.role, r.content, r.timestamp) for r in rows]
+
+
+def unopened_backend(url: str, options: dict[str, Any]) -> Backend:
+    """The backend ``make_storage(url, **options)`` makes, its storage closed unopened."""
+    storage = make_storage(url, **options)
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(storage.close())
+    finally:
+        loop.close()
+    return storage.backend
 
 
 class ConformanceFixtures:
@@ -47,14 +80,20 @@ class ConformanceFixtures:
         self, storage_url: str, storage_options: dict[str, Any]
     ) -> Capabilities:
         """What the backend declares it offers (read from an unopened storage)."""
-        storage = make_storage(storage_url, **storage_options)
-        caps = storage.capabilities
-        loop = asyncio.new_event_loop()
-        try:
-            loop.run_until_complete(storage.close())
-        finally:
-            loop.close()
-        return caps
+        return unopened_backend(storage_url, storage_options).capabilities
+
+    @pytest.fixture
+    def raw_rows(self, storage_url: str, storage_options: dict[str, Any]) -> RawRows | None:
+        """Reads a conversation's rows straight from the database, bypassing
+        storage_core: an async ``(storage, conversation) -> [(message_index,
+        role, content, timestamp), ...]`` in index order, or None when the
+        backend has no driver to read with (the stored-format test then skips).
+
+        Override it with your driver (``storage`` is the storage that wrote,
+        for a database private to it). The default reads ``memory://`` stores.
+        """
+        backend = unopened_backend(storage_url, storage_options)
+        return _memory_rows if isinstance(backend, MemoryBackend) else None
 
     @pytest.fixture
     def fresh_ids(self) -> FreshIds:
@@ -63,9 +102,16 @@ class ConformanceFixtures:
 
     @pytest.fixture(autouse=True)
     def _storage_core_capability_check(
-        self, request: pytest.FixtureRequest, backend_capabilities: Capabilities
+        self, request: pytest.FixtureRequest, backend_capabilities: Capabilities,
+        storage_factory: StorageFactory, storage_url: str, storage_options: dict[str, Any],
     ) -> None:
-        """Skip a test needing a capability the backend declares it lacks."""
+        """Skip a test needing a capability the backend declares it lacks; fail
+        one whose storages are not made from ``storage_url``."""
+        if (storage_factory.url, storage_factory.options) != (storage_url, storage_options):
+            pytest.fail(
+                "storage_factory does not make storages of storage_url and storage_options: "
+                "the storage under test must be the one the URL names"
+            )
         for marker in request.node.iter_markers(REQUIRES_MARKER):
             for name in marker.args:
                 if name not in CAPABILITY_NAMES:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from types import TracebackType
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeAlias, TypeVar
 
 import pytest
 
@@ -25,6 +25,8 @@ __all__ = [
     "CAPABILITY_NAMES",
     "Conversation",
     "FreshIds",
+    "RawRow",
+    "RawRows",
     "StorageFactory",
     "TimedStorage",
     "msg",
@@ -35,12 +37,17 @@ __all__ = [
 
 T = TypeVar("T")
 
-CAPABILITY_NAMES = ("shared_across_processes", "read_your_writes", "persistent")
+CAPABILITY_NAMES = (
+    "shared_across_processes", "read_your_writes", "persistent", "exactly_once"
+)
 
 AUTO_TIMESTAMP_FLOOR = 10**12
 """Timestamps the tests give are below this; clock timestamps (ms) are above it."""
 
 REQUIRES_MARKER = "storage_core_requires"
+
+RawRow: TypeAlias = tuple[int, str, str, int]
+"""``(message_index, role, content, timestamp)`` of a row as the database holds it."""
 
 
 def requires(*capabilities: str) -> pytest.MarkDecorator:
@@ -98,6 +105,10 @@ def texts(messages: Sequence[StoredMessage]) -> list[str]:
 def summary(messages: Sequence[StoredMessage]) -> list[tuple[int, str, str]]:
     """``(index, role, first text)`` of each message: what most checks compare."""
     return [(m.index, m.role, t) for m, t in zip(messages, texts(messages), strict=True)]
+
+
+RawRows: TypeAlias = "Callable[[TimedStorage, Conversation], Awaitable[Sequence[RawRow]]]"
+"""The ``raw_rows`` fixture's reader: a conversation's rows read with the driver."""
 
 
 class TimedStorage:

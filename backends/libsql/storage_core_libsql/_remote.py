@@ -41,12 +41,18 @@ from storage_core import (
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
     Statement,
+    before_statement,
+    check_schema_version,
     export_statement,
     import_params,
     indexes_taken,
+    is_duplicate_request,
     newest_first,
     plan_append,
+    replayed_pop,
+    sessions_page_statement,
     to_sessions,
+    to_sessions_page,
     to_table_rows,
 )
 
@@ -198,7 +204,7 @@ class LibsqlBackend:
         self._primary = _Server(config.primary, config) if config.primary else None
         bare_replica = config.replica and config.primary is None
         self.capabilities = Capabilities(
-            read_your_writes=not (bare_replica or config.replica_reads)
+            read_your_writes=not (bare_replica or config.replica_reads), exactly_once=True
         )
 
     def __repr__(self) -> str:
@@ -223,8 +229,10 @@ class LibsqlBackend:
         # before it writes when some of the schema exists, the lock upgrade
         # that sqld answers with SQLITE_BUSY (retried) under concurrent writers,
         # so it runs only when something is missing.
-        if await self._schema_version() == sql.SCHEMA_VERSION:
+        version = await self._schema_version()
+        if version == sql.SCHEMA_VERSION:
             return
+        check_schema_version(version)
         await self._writer.batch("initialize", [(s, ()) for s in sql.SCHEMA], write=True)
 
     async def _schema_version(self) -> int | None:
@@ -238,7 +246,9 @@ class LibsqlBackend:
 
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request)
-        if len(request.rows) == 1 and plan.trim is None and plan.read is None:
+        if plan.record is None and len(request.rows) == 1 and plan.trim is None and (
+            plan.read is None
+        ):
             # One statement is a transaction by itself (it reads the last row
             # and inserts in one step; SQLite refuses the write with BUSY if
             # another writer committed in between): no BEGIN, lock or COMMIT
@@ -247,26 +257,46 @@ class LibsqlBackend:
             rows = await self._writer.query("append", text, args, write=True)
             return plan.result(*indexes_taken(rows), [])
         statements = [(sql.TAKE_WRITE_LOCK, ()), *plan.statements()]
-        results = await self._writer.batch("append", statements, write=True)
-        # results: the lock, the inserts (each returning indexes), [trim], [read]
-        last_index, inserted = indexes_taken(
-            row for result in results[1 : 1 + plan.insert_count] for row in result.rows
-        )
-        read_rows = _tuples(results[-1]) if plan.read is not None else []
-        return plan.result(last_index, inserted, read_rows)
+        try:
+            results = await self._writer.batch("append", statements, write=True)
+        except StorageError as exc:
+            # The request id was recorded: an earlier try was committed.
+            if plan.record is None or not is_duplicate_request(str(exc)):
+                raise
+            replay = await self._writer.batch("append", plan.replay_reads, write=False)
+            record = _tuples(replay[0])
+            return plan.replayed(record[0] if record else None,
+                                 _tuples(replay[1]) if request.history else [])
+        return plan.batch_result([_tuples(result) for result in results[1:]])
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
         return newest_first(await self._writer.query("fetch_chat", sql.NEWEST, params))
 
-    async def pop(self, key: ConversationKey) -> RowValues | None:
+    async def pop(
+        self, key: ConversationKey, request_id: str | None = None, replay: bool = False
+    ) -> RowValues | None:
         # One batch: the write lock first (see sql.TAKE_WRITE_LOCK), so a pop
         # queues behind other writers instead of failing its snapshot upgrade.
         conv = (key.user_id, key.session_id, key.agent_id)
-        results = await self._writer.batch(
-            "pop_message", [(sql.TAKE_WRITE_LOCK, ()), (sql.POP, conv)], write=True
-        )
-        rows = _tuples(results[1])
+        statements: list[Statement] = [(sql.TAKE_WRITE_LOCK, ())]
+        if request_id is not None:
+            if replay:
+                statements.append((sql.PROBE_REQUEST, (*conv, request_id)))
+            statements.append((sql.RECORD_POP, (*conv, request_id)))
+        statements.append((sql.POP, conv))
+        try:
+            results = await self._writer.batch("pop_message", statements, write=True)
+        except StorageError as exc:
+            if request_id is None or not is_duplicate_request(str(exc)):
+                raise
+            record = await self._writer.query(
+                "pop_message", sql.RECORDED, (*conv, request_id)
+            )
+            if not record:
+                raise
+            return replayed_pop(record[0], request_id)
+        rows = _tuples(results[-1])
         return cast("RowValues", tuple(rows[0])) if rows else None
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
@@ -275,21 +305,41 @@ class LibsqlBackend:
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         return to_sessions(await self._lister.query("list_sessions", sql.SESSIONS, (user_id,)))
 
-    async def _delete(self, what: str, statement: str, params: tuple[Any, ...]) -> int:
-        results = await self._writer.batch(what, [(statement, params)], write=True)
+    async def list_sessions_page(
+        self, user_id: str, limit: int | None, before: SessionInfo | None
+    ) -> Sequence[SessionInfo]:
+        statement, params = sessions_page_statement(user_id, limit, before)
+        return to_sessions_page(await self._lister.query("list_sessions", statement, params))
+
+    async def fetch_before(
+        self, key: ConversationKey, limit: int | None, before_index: int
+    ) -> Sequence[RowValues]:
+        statement, params = before_statement(key, limit, before_index)
+        return newest_first(await self._writer.query("fetch_chat", statement, params))
+
+    async def _delete(
+        self, what: str, statement: str, params: tuple[Any, ...], requests: str
+    ) -> int:
+        """Delete rows and, in the same batch, the records of their requests
+        (``requests``, same parameters); returns the rows deleted."""
+        results = await self._writer.batch(
+            what, [(statement, params), (requests, params)], write=True
+        )
         return int(results[0].rows_affected)
 
     async def delete_session(self, user_id: str, session_id: str) -> int:
-        return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id))
+        return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id),
+                                  sql.DELETE_SESSION_REQUESTS)
 
     async def delete_conversation(self, key: ConversationKey) -> int:
         return await self._delete(
             "delete_conversation", sql.DELETE_CONVERSATION,
-            (key.user_id, key.session_id, key.agent_id),
+            (key.user_id, key.session_id, key.agent_id), sql.DELETE_CONVERSATION_REQUESTS,
         )
 
     async def delete_user(self, user_id: str) -> int:
-        return await self._delete("delete_user", sql.DELETE_USER, (user_id,))
+        return await self._delete("delete_user", sql.DELETE_USER, (user_id,),
+                                  sql.DELETE_USER_REQUESTS)
 
     # -- whole-table tools (storage_core.TableTools: export, import, prune, doctor)
 
@@ -305,7 +355,10 @@ class LibsqlBackend:
         return sum(int(r.rows_affected) for r in results)
 
     async def prune(self, before_timestamp: int) -> int:
-        return await self._delete("prune", sql.PRUNE, (before_timestamp,))
+        results = await self._writer.batch(
+            "prune", [(sql.PRUNE, (before_timestamp,)), (sql.PRUNE_REQUESTS, ())], write=True
+        )
+        return int(results[0].rows_affected)
 
     async def describe(self) -> dict[str, object]:
         results = await self._writer.batch(

@@ -6,13 +6,41 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import libsql_client
 import pytest
 
-from storage_core_conformance import ConformanceTests
+from storage_core_conformance import ConformanceTests, Conversation, RawRow, RawRows
+
+SELECT = ("SELECT message_index, role, content, timestamp FROM conversations "
+          "WHERE user_id = ? AND session_id = ? AND agent_id = ? ORDER BY message_index")
+
+
+def file_rows(path: Path) -> RawRows:
+    """The ``raw_rows`` reader of a local file: the table read with sqlite3."""
+
+    async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
+        with closing(sqlite3.connect(path)) as db:
+            return db.execute(SELECT, tuple(conv)).fetchall()
+
+    return read
+
+
+def server_rows(url: str) -> RawRows:
+    """The ``raw_rows`` reader of a server: the table read with libsql-client."""
+
+    async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
+        async with libsql_client.create_client(url) as client:
+            result = await client.execute(SELECT, list(conv))
+        return [tuple(row) for row in result.rows]
+
+    return read
 
 
 class TestLibsqlFile(ConformanceTests):
@@ -22,6 +50,10 @@ class TestLibsqlFile(ConformanceTests):
     def storage_url(self, tmp_path: Path) -> str:
         return f"file:{tmp_path}/chat.db"
 
+    @pytest.fixture
+    def raw_rows(self, tmp_path: Path) -> RawRows:
+        return file_rows(tmp_path / "chat.db")
+
 
 class TestLibsqlHttp(ConformanceTests):
     """Hrana over HTTP (no interactive transactions: every save is one batch)."""
@@ -29,6 +61,10 @@ class TestLibsqlHttp(ConformanceTests):
     @pytest.fixture
     def storage_url(self, sqld_server: Any) -> str:
         return sqld_server.http_url
+
+    @pytest.fixture
+    def raw_rows(self, sqld_server: Any) -> RawRows:
+        return server_rows(sqld_server.http_url)
 
 
 class TestLibsqlWebSocket(ConformanceTests):

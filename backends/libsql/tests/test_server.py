@@ -23,6 +23,7 @@ from storage_core import (
     TransientError,
     make_storage,
 )
+from storage_core_sqlite import sql
 
 pytestmark = pytest.mark.asyncio
 
@@ -337,7 +338,7 @@ async def test_table_tools_on_a_server(sqld_launcher: Any) -> None:
         rest = await backend.export_rows(first[-1], 10)
         assert list(first) + list(rest) == rows
         facts = await backend.describe()
-        assert facts["schema_version"] == 1 and facts["row_count"] == 5
+        assert facts["schema_version"] == sql.SCHEMA_VERSION and facts["row_count"] == 5
         assert "idx_conversations_lookup" in facts["indexes"]  # type: ignore[operator]
         assert await backend.prune(1003) == 0, "the conversation has a newer message"
         assert await backend.prune(2000) == 5

@@ -27,9 +27,12 @@ from storage_core import (
     ConversationKey,
     RowValues,
     SessionInfo,
+    StorageError,
     StorageURL,
     StoredRow,
     TableRow,
+    replayed_rows,
+    reused_request,
 )
 
 from .config import PostgresConfig
@@ -54,10 +57,24 @@ def _flag(text: str) -> bool:
     return text == "t"
 
 
+def _merge_sessions(rows: Sequence[Sequence[Any]]) -> list[SessionInfo]:
+    """Rows of (session, agent, count, last timestamp) -> one SessionInfo per session."""
+    merged: dict[str, tuple[list[str], int, int]] = {}
+    for session_id, agent_id, count, last in rows:
+        # The first row's timestamp as the start: a legacy row's may be negative.
+        agents, total, latest = merged.get(session_id, ([], 0, int(last)))
+        agents.append(str(agent_id))
+        merged[session_id] = (agents, total + int(count), max(latest, int(last)))
+    return [
+        SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
+        for sid, (agents, total, latest) in merged.items()
+    ]
+
+
 class PostgresBackend:
     """A storage_core backend on a PostgreSQL database (asyncpg connection pool)."""
 
-    capabilities = Capabilities()
+    capabilities = Capabilities(exactly_once=True)
 
     def __init__(self, config: PostgresConfig, *, url: str = "") -> None:
         self.config = config
@@ -185,12 +202,15 @@ class PostgresBackend:
             args = (key.user_id, key.session_id, key.agent_id,
                     [r.role for r in rows], [r.content for r in rows],
                     [str(r.timestamp) for r in rows])
-        args += (request.skip_same_role, request.keep, request.history, request.history_limit)
+        args += (request.skip_same_role, request.keep, request.history, request.history_limit,
+                 request.request_id, request.replay)
         result = await self._call(
             "append",
             lambda conn: self._runner.rows(conn, statement, args, _APPEND_TYPES),
             write=True,
         )
+        if result and result[0][0] == 2:
+            return _replayed(request, result)
         # Kind 0 first, one row per stored row; then kind 1, the history.
         count = 0
         most = min(len(result), len(rows))
@@ -198,7 +218,7 @@ class PostgresBackend:
             count += 1
         skipped = len(rows) - count
         if skipped not in (0, 1) or (skipped and not request.skip_same_role):
-            raise AssertionError(f"stored {count} of {len(rows)} rows")
+            raise StorageError(f"append: the server reported {count} of {len(rows)} rows stored")
         agent_id = key.agent_id
         stored = [
             StoredRow(agent_id, meta[2], row.role, row.content, row.timestamp)
@@ -221,8 +241,10 @@ class PostgresBackend:
         # Read newest first. Records unpack like the RowValues tuples.
         return cast("Sequence[RowValues]", rows[::-1])
 
-    async def pop(self, key: ConversationKey) -> RowValues | None:
-        args = (key.user_id, key.session_id, key.agent_id)
+    async def pop(
+        self, key: ConversationKey, request_id: str | None = None, replay: bool = False
+    ) -> RowValues | None:
+        args = (key.user_id, key.session_id, key.agent_id, request_id, replay)
         rows = await self._call(
             "pop_message",
             lambda conn: self._runner.rows(conn, self._sql.pop, args, _ROW_TYPES),
@@ -246,15 +268,33 @@ class PostgresBackend:
             lambda conn: self._runner.rows(conn, self._sql.sessions, (user_id,), _SESSION_TYPES),
             write=False,
         )
-        merged: dict[str, tuple[list[str], int, int]] = {}
-        for session_id, agent_id, count, last in rows:
-            agents, total, latest = merged.get(session_id, ([], 0, 0))
-            agents.append(str(agent_id))
-            merged[session_id] = (agents, total + int(count), max(latest, int(last)))
-        return [
-            SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
-            for sid, (agents, total, latest) in merged.items()
-        ]
+        return _merge_sessions(rows)
+
+    async def list_sessions_page(
+        self, user_id: str, limit: int | None, before: SessionInfo | None
+    ) -> Sequence[SessionInfo]:
+        statement = self._sql.sessions_page_first
+        args: tuple[Any, ...] = (user_id, limit)
+        if before is not None:
+            statement = self._sql.sessions_page_after
+            args = (user_id, limit, before.last_timestamp, before.session_id)
+        rows = await self._call(
+            "list_sessions",
+            lambda conn: self._runner.rows(conn, statement, args, _SESSION_TYPES),
+            write=False,
+        )
+        return sorted(_merge_sessions(rows), key=lambda s: (-s.last_timestamp, s.session_id))
+
+    async def fetch_before(
+        self, key: ConversationKey, limit: int | None, before_index: int
+    ) -> Sequence[RowValues]:
+        args = (key.user_id, key.session_id, key.agent_id, before_index, limit)
+        rows = await self._call(
+            "fetch_chat",
+            lambda conn: self._runner.rows(conn, self._sql.before, args, _ROW_TYPES),
+            write=False,
+        )
+        return cast("Sequence[RowValues]", rows[::-1])  # read newest first
 
     async def _count(self, what: str, statement: str, args: tuple[Any, ...]) -> int:
         status = await self._call(
@@ -322,3 +362,15 @@ class PostgresBackend:
             "row_count": int(count),
             "server": f"PostgreSQL {server} (schema {self.config.schema})",
         }
+
+
+def _replayed(request: AppendRequest, result: Sequence[Any]) -> AppendResult:
+    """The result of a save whose request id was recorded: kind 2 (the record:
+    first index, kind, row count), then kind 1, the history."""
+    _, _, first, kind, _, count = result[0]
+    if kind != "append":
+        raise reused_request(request.request_id, kind)
+    history = cast(
+        "list[RowValues] | None", [r[1:] for r in result[1:]] if request.history else None
+    )
+    return AppendResult(stored=replayed_rows(request, int(first), int(count)), history=history)

@@ -12,15 +12,29 @@ from functools import cached_property
 
 __all__ = ["APPEND_REVISION", "SCHEMA_VERSION", "Statements"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""1: the original table and index plus ``storage_core_meta``; 2: adds
+``storage_core_requests`` (exactly-once writes). initialize() upgrades 1 (or
+no version) in place and refuses a newer one (SQLSTATE `NEWER_SCHEMA`)."""
+
+REQUESTS_REMEMBERED = 100  # storage_core.REQUESTS_REMEMBERED
+
+# SQLSTATEs of the errors the functions raise themselves (class SC: storage_core).
+NEWER_SCHEMA = "SCN01"
+REUSED_REQUEST = "SCR01"
 
 # Advisory lock keys: the DDL of initialize(), and the seed of the
 # per-conversation lock keys (both transaction-scoped, so poolers keep them).
 _INIT_LOCK = 0x5C0E_1DDE
 _CONVERSATION_SEED = 0x5C0E_C0DE
 
-_APPEND_ARGS = "text, text, text, text[], text[], bigint[], boolean, integer, boolean, integer"
-_APPEND_ONE_ARGS = "text, text, text, text, text, bigint, boolean, integer, boolean, integer"
+_APPEND_ARGS = (
+    "text, text, text, text[], text[], bigint[], boolean, integer, boolean, integer, text, boolean"
+)
+_APPEND_ONE_ARGS = (
+    "text, text, text, text, text, bigint, boolean, integer, boolean, integer, text, boolean"
+)
+_POP_ARGS = "text, text, text, text, boolean"
 
 # The bodies of the save functions change without changing the table or the
 # functions' signatures and results. Their revision is part of each function's
@@ -33,7 +47,9 @@ _APPEND_ONE_ARGS = "text, text, text, text, text, bigint, boolean, integer, bool
 # (the keep-th newest row is the cut), where revision 4 assumed contiguous
 # indexes and kept fewer rows of a conversation imported with gaps.
 # Revision 6 added storage_core_pop (the save functions are unchanged).
-APPEND_REVISION = 6
+# Revision 7 (schema 2) adds the request id and replay arguments to all three
+# (new signatures; the old functions stay for older versions of this package).
+APPEND_REVISION = 7
 
 # Lock, check the last role, insert, trim and read as separate statements:
 # under READ COMMITTED each statement takes a fresh snapshot, so everything
@@ -72,6 +88,61 @@ _LOCK_AND_LAST = _LOCK + """\
     WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
     ORDER BY c.message_index DESC LIMIT 1;
     v_last := coalesce(v_last, -1);
+"""
+
+# Exactly-once writes: with p_replay, a record of p_request means an earlier
+# try was committed: kind 2 reports it (first index, kind, row count), kind 1
+# the history as it left it, and nothing is stored or trimmed again. Looked
+# up after the lock, so a try still running has committed or rolled back by then.
+_REPLAY = """\
+    IF p_replay THEN
+        SELECT r.kind, r.first_index, r.row_count INTO v_rkind, v_rfirst, v_rcount
+        FROM {s}.storage_core_requests r
+        WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
+          AND r.request_id = p_request;
+    END IF;
+    IF v_rkind IS NOT NULL THEN
+        r_kind := 2;
+        r_agent_id := p_agent;
+        r_index := v_rfirst;
+        r_role := v_rkind;
+        r_content := NULL;
+        r_timestamp := v_rcount;
+        RETURN NEXT;
+        -- kind 1: the history as that save left it (up to its last row).
+        IF p_history THEN
+            RETURN QUERY
+                SELECT 1::smallint, h.agent_id, h.message_index, h.role, h.content,
+                       h."timestamp"
+                FROM (SELECT c.agent_id, c.message_index, c.role, c.content, c."timestamp"
+                      FROM {s}.conversations c
+                      WHERE c.user_id = p_user AND c.session_id = p_session
+                        AND c.agent_id = p_agent AND c.message_index < v_rfirst + v_rcount
+                      ORDER BY c.message_index DESC LIMIT p_history_limit) h
+                ORDER BY h.message_index;
+        END IF;
+        RETURN;
+    ELSE
+"""
+
+# The record of a save that stored rows (v_rfirst, v_rcount), and the bound:
+# one statement (the delete does not see the row inserted beside it).
+_RECORD = """\
+        IF p_request IS NOT NULL AND v_rcount > 0 THEN
+            WITH rec AS (
+                INSERT INTO {s}.storage_core_requests
+                    (user_id, session_id, agent_id, seq, request_id, kind, first_index,
+                     row_count)
+                SELECT p_user, p_session, p_agent, coalesce(max(r.seq), 0) + 1, p_request,
+                       'append', v_rfirst, v_rcount
+                FROM {s}.storage_core_requests r
+                WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
+                RETURNING seq)
+            DELETE FROM {s}.storage_core_requests r
+            WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
+              AND r.seq <= (SELECT seq FROM rec) - {remembered};
+        END IF;
+    END IF;
 """
 
 _TRIM_AND_HISTORY = """\
@@ -131,7 +202,8 @@ _APPEND_FUNCTION = """\
 CREATE OR REPLACE FUNCTION {s}.storage_core_append(
     p_user text, p_session text, p_agent text,
     p_roles text[], p_contents text[], p_timestamps bigint[],
-    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer)
+    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer,
+    p_request text, p_replay boolean)
 """ + _RESULT_TABLE + """\
 DECLARE
     v_count integer := coalesce(cardinality(p_roles), 0);
@@ -140,8 +212,16 @@ DECLARE
     v_last_role text;
     v_oldest integer;
     v_cut integer;
+    v_rkind text;
+    v_rfirst integer;
+    v_rcount integer := 0;
 BEGIN
-""" + _LOCK_AND_LAST + """\
+""" + _LOCK + _REPLAY + """\
+    SELECT c.message_index, c.role INTO v_last, v_last_role
+    FROM {s}.conversations c
+    WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
+    ORDER BY c.message_index DESC LIMIT 1;
+    v_last := coalesce(v_last, -1);
     IF p_skip_same_role AND v_count > 0 AND v_last_role = p_roles[1] THEN
         v_first := 2;
     END IF;
@@ -159,7 +239,10 @@ BEGIN
                    NULL::text, u.ts
             FROM unnest(p_roles, p_timestamps) WITH ORDINALITY AS u(role, ts, i)
             WHERE u.i >= v_first;
+        v_rfirst := v_last + 1;
+        v_rcount := v_count - v_first + 1;
     END IF;
+""" + _RECORD + """\
 
 """ + _TRIM_AND_HISTORY
 
@@ -170,14 +253,18 @@ _APPEND_ONE_FUNCTION = """\
 CREATE OR REPLACE FUNCTION {s}.storage_core_append_one(
     p_user text, p_session text, p_agent text,
     p_role text, p_content text, p_timestamp bigint,
-    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer)
+    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer,
+    p_request text, p_replay boolean)
 """ + _RESULT_TABLE + """\
 DECLARE
     v_last integer;
     v_oldest integer;
     v_cut integer;
+    v_rkind text;
+    v_rfirst integer;
+    v_rcount integer := 0;
 BEGIN
-""" + _LOCK + """\
+""" + _LOCK + _REPLAY + """\
     INSERT INTO {s}.conversations
         (user_id, session_id, agent_id, message_index, role, content, "timestamp")
     SELECT p_user, p_session, p_agent, coalesce(l.message_index, -1) + 1,
@@ -199,9 +286,12 @@ BEGIN
         r_content := NULL;
         r_timestamp := p_timestamp;
         RETURN NEXT;
+        v_rfirst := v_last;
+        v_rcount := 1;
     ELSIF p_keep IS NULL AND NOT p_history THEN
         RETURN;  -- the role rule left the row out, and nothing else is asked
     END IF;
+""" + _RECORD + """\
 
 """ + _TRIM_AND_HISTORY
 
@@ -211,12 +301,35 @@ BEGIN
 # newest index, racing another pop, would find its row gone and return
 # nothing while older rows remain).
 _POP_FUNCTION = """\
-CREATE OR REPLACE FUNCTION {s}.storage_core_pop(p_user text, p_session text, p_agent text)
+CREATE OR REPLACE FUNCTION {s}.storage_core_pop(
+    p_user text, p_session text, p_agent text, p_request text, p_replay boolean)
 RETURNS TABLE (r_agent_id text, r_index integer, r_role text, r_content text,
                r_timestamp bigint)
 LANGUAGE plpgsql VOLATILE AS $storage_core$
+DECLARE
+    v_rkind text;
+    v_rfirst integer;
+    v_role text;
+    v_content text;
+    v_ts bigint;
 BEGIN
 """ + _LOCK + """\
+    IF p_replay THEN
+        SELECT r.kind, r.first_index, r.role, r.content, r."timestamp"
+        INTO v_rkind, v_rfirst, v_role, v_content, v_ts
+        FROM {s}.storage_core_requests r
+        WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
+          AND r.request_id = p_request;
+        IF v_rkind = 'pop' THEN
+            RETURN QUERY SELECT p_agent, v_rfirst, v_role, v_content, v_ts;
+            RETURN;
+        ELSIF v_rkind IS NOT NULL THEN
+            RAISE EXCEPTION 'storage_core: request_id % was used for another call (%)',
+                quote_literal(p_request),
+                CASE v_rkind WHEN 'append' THEN 'an append' ELSE v_rkind END
+                USING ERRCODE = '{reused}';
+        END IF;
+    END IF;
 
     RETURN QUERY
         WITH popped AS (
@@ -227,7 +340,22 @@ BEGIN
                   WHERE n.user_id = p_user AND n.session_id = p_session
                     AND n.agent_id = p_agent
                   ORDER BY n.message_index DESC LIMIT 1)
-            RETURNING c.agent_id, c.message_index, c.role, c.content, c."timestamp")
+            RETURNING c.agent_id, c.message_index, c.role, c.content, c."timestamp"),
+        rec AS (
+            INSERT INTO {s}.storage_core_requests
+                (user_id, session_id, agent_id, seq, request_id, kind, first_index, row_count,
+                 role, content, "timestamp")
+            SELECT p_user, p_session, p_agent,
+                   (SELECT coalesce(max(r.seq), 0) + 1 FROM {s}.storage_core_requests r
+                    WHERE r.user_id = p_user AND r.session_id = p_session
+                      AND r.agent_id = p_agent),
+                   p_request, 'pop', p.message_index, 1, p.role, p.content, p."timestamp"
+            FROM popped p WHERE p_request IS NOT NULL
+            RETURNING seq),
+        bound AS (
+            DELETE FROM {s}.storage_core_requests r
+            WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
+              AND r.seq <= (SELECT seq FROM rec) - {remembered})
         SELECT * FROM popped;
 END
 $storage_core$"""
@@ -235,7 +363,7 @@ $storage_core$"""
 _FUNCTIONS = (
     ("storage_core_append", _APPEND_ARGS),
     ("storage_core_append_one", _APPEND_ONE_ARGS),
-    ("storage_core_pop", "text, text, text"),
+    ("storage_core_pop", _POP_ARGS),
 )
 
 _COMMENT = f"storage_core schema {SCHEMA_VERSION}, append revision {APPEND_REVISION}"
@@ -300,9 +428,36 @@ END $storage_core$""",
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 )""",
-                _APPEND_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
-                _APPEND_ONE_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
-                _POP_FUNCTION.format(s=s, seed=_CONVERSATION_SEED),
+                # A database of a newer release is left as it is.
+                f"""DO $storage_core$ DECLARE v text; BEGIN
+    SELECT value INTO v FROM {s}.storage_core_meta WHERE key = 'schema_version';
+    IF v::integer > {SCHEMA_VERSION} THEN
+        RAISE EXCEPTION 'storage_core schema version % is newer than the {SCHEMA_VERSION} '
+            'this storage-core-postgres writes: upgrade the package (nothing was changed)', v
+            USING ERRCODE = '{NEWER_SCHEMA}';
+    END IF;
+END $storage_core$""",
+                # Schema 2: the request ids of recent writes (exactly-once).
+                f"""CREATE TABLE IF NOT EXISTS {s}.storage_core_requests (
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    request_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_index INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    role TEXT,
+    content TEXT,
+    "timestamp" BIGINT,
+    PRIMARY KEY (user_id, session_id, agent_id, seq),
+    UNIQUE (user_id, session_id, agent_id, request_id)
+)""",
+                *(
+                    f.format(s=s, seed=_CONVERSATION_SEED, reused=REUSED_REQUEST,
+                             remembered=REQUESTS_REMEMBERED)
+                    for f in (_APPEND_FUNCTION, _APPEND_ONE_FUNCTION, _POP_FUNCTION)
+                ),
                 *(
                     f"COMMENT ON FUNCTION {s}.{name}({args}) IS '{_COMMENT}'"
                     for name, args in _FUNCTIONS
@@ -323,7 +478,7 @@ END $storage_core$""",
         return (
             f"SELECT * FROM {self._s}.storage_core_append($1::text, $2::text, $3::text, "
             "$4::text[], $5::text[], $6::text[]::bigint[], $7::boolean, $8::integer, "
-            "$9::boolean, $10::integer)"
+            "$9::boolean, $10::integer, $11::text, $12::boolean)"
         )
 
     @cached_property
@@ -333,7 +488,7 @@ END $storage_core$""",
         return (
             f"SELECT * FROM {self._s}.storage_core_append_one($1::text, $2::text, $3::text, "
             "$4::text, $5::text, $6::bigint, $7::boolean, $8::integer, "
-            "$9::boolean, $10::integer)"
+            "$9::boolean, $10::integer, $11::text, $12::boolean)"
         )
 
     @cached_property
@@ -341,7 +496,8 @@ END $storage_core$""",
         """(user, session, agent) -> the newest row, deleted (no row: the
         conversation is empty), in `newest`'s columns."""
         return (
-            f"SELECT * FROM {self._s}.storage_core_pop($1::text, $2::text, $3::text)"
+            f"SELECT * FROM {self._s}.storage_core_pop($1::text, $2::text, $3::text, "
+            "$4::text, $5::boolean)"
         )
 
     @cached_property
@@ -351,6 +507,50 @@ END $storage_core$""",
         return (
             f"SELECT {_COLUMNS} FROM {self._s}.conversations "
             f"WHERE {_CONV} ORDER BY message_index DESC LIMIT $4::integer"
+        )
+
+    @cached_property
+    def before(self) -> str:
+        """(user, session, agent, before_index, limit) -> the newest ``limit``
+        rows (NULL: all) below ``before_index``, NEWEST FIRST: the primary key
+        walked backwards from that index; callers reverse."""
+        return (
+            f"SELECT {_COLUMNS} FROM {self._s}.conversations "
+            f"WHERE {_CONV} AND message_index < $4::integer "
+            "ORDER BY message_index DESC LIMIT $5::integer"
+        )
+
+    def _sessions_page(self, cursor: str) -> str:
+        # One pass over the user's rows picks the page's sessions (grouped by
+        # session, the newest ``limit`` groups kept); LATERAL then reads each
+        # one's (session, agent) counts by key, rather than the planner
+        # joining the user's rows a second time. Session ids compare as in
+        # Python (by code point: COLLATE "C" on UTF-8), whatever the
+        # database's collation.
+        return (
+            f"WITH page AS (SELECT session_id FROM {self._s}.conversations "
+            f"WHERE user_id = $1::text GROUP BY session_id{cursor} "
+            'ORDER BY max("timestamp") DESC, session_id COLLATE "C" LIMIT $2::integer) '
+            "SELECT page.session_id, a.agent_id, a.n, a.last FROM page CROSS JOIN LATERAL ("
+            'SELECT agent_id, count(*) AS n, max("timestamp") AS last '
+            f"FROM {self._s}.conversations c "
+            "WHERE c.user_id = $1::text AND c.session_id = page.session_id "
+            "GROUP BY agent_id) a"
+        )
+
+    @cached_property
+    def sessions_page_first(self) -> str:
+        """(user, limit) -> the rows of `sessions` (any order) for the first
+        ``limit`` sessions (NULL: all) in ``list_sessions`` order."""
+        return self._sessions_page("")
+
+    @cached_property
+    def sessions_page_after(self) -> str:
+        """(user, limit, last_timestamp, session_id) -> as `sessions_page_first`,
+        for the sessions after that cursor in ``list_sessions`` order."""
+        return self._sessions_page(
+            ' HAVING max("timestamp") < $3::bigint OR (max("timestamp") = $3::bigint '
+            'AND session_id COLLATE "C" > $4::text COLLATE "C")'
         )
 
     @cached_property
@@ -370,20 +570,25 @@ END $storage_core$""",
             "GROUP BY session_id, agent_id"
         )
 
-    @cached_property
-    def delete_session(self) -> str:
+    def _with_requests(self, where: str) -> str:
+        """Deletes the rows matching ``where`` and, in the same statement, the
+        records of their requests; its status counts the rows."""
         return (
-            f"DELETE FROM {self._s}.conversations "
-            "WHERE user_id = $1::text AND session_id = $2::text"
+            f"WITH r AS (DELETE FROM {self._s}.storage_core_requests WHERE {where}) "
+            f"DELETE FROM {self._s}.conversations WHERE {where}"
         )
 
     @cached_property
+    def delete_session(self) -> str:
+        return self._with_requests("user_id = $1::text AND session_id = $2::text")
+
+    @cached_property
     def delete_conversation(self) -> str:
-        return f"DELETE FROM {self._s}.conversations WHERE {_CONV}"
+        return self._with_requests(_CONV)
 
     @cached_property
     def delete_user(self) -> str:
-        return f"DELETE FROM {self._s}.conversations WHERE user_id = $1::text"
+        return self._with_requests("user_id = $1::text")
 
     # -- whole-table tools (export, import, prune, doctor) -----------------
 
@@ -421,9 +626,12 @@ END $storage_core$""",
     def prune(self) -> str:
         """(timestamp) -> deletes the conversations with no message since then."""
         return (
-            f"DELETE FROM {self._s}.conversations c USING ("
-            f"SELECT user_id, session_id, agent_id FROM {self._s}.conversations "
-            'GROUP BY user_id, session_id, agent_id HAVING max("timestamp") < $1::bigint) old '
+            f"WITH old AS (SELECT user_id, session_id, agent_id FROM {self._s}.conversations "
+            'GROUP BY user_id, session_id, agent_id HAVING max("timestamp") < $1::bigint), '
+            f"r AS (DELETE FROM {self._s}.storage_core_requests q USING old "
+            "WHERE q.user_id = old.user_id AND q.session_id = old.session_id "
+            "AND q.agent_id = old.agent_id) "
+            f"DELETE FROM {self._s}.conversations c USING old "
             "WHERE c.user_id = old.user_id AND c.session_id = old.session_id "
             "AND c.agent_id = old.agent_id"
         )

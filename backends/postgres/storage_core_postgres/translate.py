@@ -15,7 +15,10 @@ from storage_core import (
     ConfigurationError,
     StorageError,
     TransientError,
+    ValidationError,
 )
+
+from .sql import NEWER_SCHEMA, REUSED_REQUEST
 
 __all__ = ["connection_broken", "translate"]
 
@@ -53,6 +56,10 @@ def translate(exc: BaseException, what: str, *, sent: bool, write: bool) -> Stor
             return ConfigurationError(f"{what}: the database does not exist ({detail})")
         if code == "3F000":
             return ConfigurationError(f"{what}: the schema does not exist ({detail})")
+        if code == NEWER_SCHEMA:
+            return ConfigurationError(f"{what}: {exc}")
+        if code == REUSED_REQUEST:
+            return ValidationError(str(exc).removeprefix("storage_core: "))
         if code == "23505" and what == "append":
             # Our saves queue on a per-conversation lock, so the next index is
             # free unless something else wrote it (a writer that does not take

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
 import pytest
 
-from storage_core_conformance import ConformanceTests
+from storage_core_conformance import ConformanceTests, Conversation, RawRow, RawRows
 
 
 class TestPostgres(ConformanceTests):
@@ -13,6 +17,23 @@ class TestPostgres(ConformanceTests):
     @pytest.fixture
     def storage_url(self, postgres_database_url: str) -> str:
         return postgres_database_url
+
+    @pytest.fixture
+    def raw_rows(self, postgres_database_url: str) -> RawRows:
+        """The table read with asyncpg, on a connection of its own."""
+
+        async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
+            connection = await asyncpg.connect(postgres_database_url)
+            try:
+                rows = await connection.fetch(
+                    "SELECT message_index, role, content, timestamp FROM public.conversations "
+                    "WHERE user_id = $1 AND session_id = $2 AND agent_id = $3 "
+                    "ORDER BY message_index", *conv)
+            finally:
+                await connection.close()
+            return [tuple(row) for row in rows]
+
+        return read
 
 
 class TestPostgresThroughPgBouncer(ConformanceTests):

@@ -38,12 +38,17 @@ from storage_core import (
 from . import sql
 from .plan import (
     AppendPlan,
+    before_statement,
+    check_schema_version,
     export_statement,
     import_params,
     indexes_taken,
     newest_first,
     plan_append,
+    replayed_pop,
+    sessions_page_statement,
     to_sessions,
+    to_sessions_page,
     to_table_rows,
 )
 from .thread import check_aiosqlite, connect, fetch_all, on_thread, transaction
@@ -83,7 +88,8 @@ class SqliteBackend:
         self.busy_timeout_ms = busy_timeout_ms
         self.synchronous = synchronous
         self.capabilities = Capabilities(
-            shared_across_processes=not self.in_memory, persistent=not self.in_memory
+            shared_across_processes=not self.in_memory, persistent=not self.in_memory,
+            exactly_once=True,
         )
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -217,18 +223,19 @@ class SqliteBackend:
 
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request)
-        last_index, inserted, read_rows = await self._write(
-            "append", lambda db: _run_append(db, plan)
-        )
-        return plan.result(last_index, inserted, read_rows)
+        return await self._write("append", lambda db: _run_append(db, plan))
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
         return newest_first(await self._read("fetch_chat", sql.NEWEST, params))
 
-    async def pop(self, key: ConversationKey) -> RowValues | None:
+    async def pop(
+        self, key: ConversationKey, request_id: str | None = None, replay: bool = False
+    ) -> RowValues | None:
         conv = (key.user_id, key.session_id, key.agent_id)
-        return await self._write("pop_message", lambda db: _run_pop(db, conv))
+        return await self._write(
+            "pop_message", lambda db: _run_pop(db, conv, request_id, replay)
+        )
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
         return await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id))
@@ -236,20 +243,44 @@ class SqliteBackend:
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         return to_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
 
-    async def _delete(self, what: str, statement: str, params: tuple[Any, ...]) -> int:
-        return await self._write(what, lambda db: db.execute(statement, params).rowcount)
+    async def list_sessions_page(
+        self, user_id: str, limit: int | None, before: SessionInfo | None
+    ) -> Sequence[SessionInfo]:
+        statement, params = sessions_page_statement(user_id, limit, before)
+        return to_sessions_page(await self._read("list_sessions", statement, params))
+
+    async def fetch_before(
+        self, key: ConversationKey, limit: int | None, before_index: int
+    ) -> Sequence[RowValues]:
+        statement, params = before_statement(key, limit, before_index)
+        return newest_first(await self._read("fetch_chat", statement, params))
+
+    async def _delete(
+        self, what: str, statement: str, params: tuple[Any, ...], requests: str
+    ) -> int:
+        """Delete rows, and in the same transaction the records of their
+        requests (``requests``, same parameters); returns the rows deleted."""
+
+        def delete(db: sqlite3.Connection) -> int:
+            count = db.execute(statement, params).rowcount
+            db.execute(requests, params)
+            return int(count)
+
+        return await self._write(what, delete)
 
     async def delete_session(self, user_id: str, session_id: str) -> int:
-        return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id))
+        return await self._delete("delete_session", sql.DELETE_SESSION, (user_id, session_id),
+                                  sql.DELETE_SESSION_REQUESTS)
 
     async def delete_conversation(self, key: ConversationKey) -> int:
         return await self._delete(
             "delete_conversation", sql.DELETE_CONVERSATION,
-            (key.user_id, key.session_id, key.agent_id),
+            (key.user_id, key.session_id, key.agent_id), sql.DELETE_CONVERSATION_REQUESTS,
         )
 
     async def delete_user(self, user_id: str) -> int:
-        return await self._delete("delete_user", sql.DELETE_USER, (user_id,))
+        return await self._delete("delete_user", sql.DELETE_USER, (user_id,),
+                                  sql.DELETE_USER_REQUESTS)
 
     # -- table tools -------------------------------------------------------
 
@@ -268,7 +299,12 @@ class SqliteBackend:
         return await self._write("import", insert)
 
     async def prune(self, before_timestamp: int) -> int:
-        return await self._delete("prune", sql.PRUNE, (before_timestamp,))
+        def prune(db: sqlite3.Connection) -> int:
+            count = db.execute(sql.PRUNE, (before_timestamp,)).rowcount
+            db.execute(sql.PRUNE_REQUESTS)
+            return int(count)
+
+        return await self._write("prune", prune)
 
     async def describe(self) -> dict[str, object]:
         version = await self._read("describe", sql.READ_SCHEMA_VERSION, ())
@@ -288,19 +324,40 @@ def _set_pragmas(db: sqlite3.Connection, busy_timeout_ms: int, synchronous: str)
 
 
 def _create_schema(db: sqlite3.Connection, wal: bool) -> None:
+    check_schema_version(_read_version(db))  # before WAL mode changes the file
     if wal:
         db.execute("PRAGMA journal_mode = WAL")
 
     def create(db: sqlite3.Connection) -> None:
+        check_schema_version(_read_version(db))
         for statement in sql.SCHEMA:
             db.execute(statement)
 
     transaction(db, create)
 
 
-def _run_pop(db: sqlite3.Connection, conv: tuple[str, str, str]) -> RowValues | None:
+def _read_version(db: sqlite3.Connection) -> int | None:
+    try:
+        row = db.execute(sql.READ_SCHEMA_VERSION).fetchone()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    return None if row is None else int(row[0])
+
+
+def _run_pop(
+    db: sqlite3.Connection, conv: tuple[str, str, str], request_id: str | None, replay: bool
+) -> RowValues | None:
     """The newest row, deleted, inside the caller's ``BEGIN IMMEDIATE``: the
-    write lock is held from the read to the delete (any SQLite version)."""
+    write lock is held from the read to the delete (any SQLite version). With
+    a request id, the pop is recorded (or, replayed, the recorded row returned)."""
+    if request_id is not None:
+        if replay:
+            record = db.execute(sql.RECORDED, (*conv, request_id)).fetchone()
+            if record is not None:
+                return replayed_pop(record, request_id)
+        db.execute(sql.RECORD_POP, (*conv, request_id))
     row = db.execute(sql.NEWEST, (*conv, 1)).fetchone()
     if row is None:
         return None
@@ -308,9 +365,16 @@ def _run_pop(db: sqlite3.Connection, conv: tuple[str, str, str]) -> RowValues | 
     return cast("RowValues", tuple(row))
 
 
-def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> tuple[int | None, int, list[Any]]:
-    """The statements of one save, inside the caller's transaction: the last
-    index before the save, the number of rows inserted, the rows read back."""
+def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> AppendResult:
+    """The statements of one save, inside the caller's transaction."""
+    if plan.record is not None:
+        if plan.request.replay:
+            first, *history = plan.replay_reads
+            record = db.execute(*first).fetchone()
+            if record is not None:
+                read_rows = db.execute(*history[0]).fetchall() if history else []
+                return plan.replayed(record, read_rows)
+        db.execute(*plan.record)
     if plan.single:
         last_index, inserted = indexes_taken(db.execute(*plan.returning_insert()).fetchall())
     else:
@@ -320,4 +384,4 @@ def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> tuple[int | None, i
     if plan.trim is not None:
         db.execute(*plan.trim)
     read_rows = db.execute(*plan.read).fetchall() if plan.read is not None else []
-    return last_index, inserted, read_rows
+    return plan.result(last_index, inserted, read_rows)

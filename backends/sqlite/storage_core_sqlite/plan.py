@@ -11,7 +11,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from storage_core import AppendRequest, AppendResult, RowValues, SessionInfo, StoredRow, TableRow
+from storage_core import (
+    AppendRequest,
+    AppendResult,
+    ConfigurationError,
+    ConversationKey,
+    RowValues,
+    SessionInfo,
+    StoredRow,
+    TableRow,
+    replayed_rows,
+    reused_request,
+)
 
 from . import sql
 
@@ -20,11 +31,13 @@ Statement = tuple[str, tuple[Any, ...]]
 
 @dataclass(frozen=True)
 class AppendPlan:
-    """How one save runs: inserts, then the trim and the read, if any."""
+    """How one save runs: the request's record (exactly-once writes), the
+    inserts, then the trim and the read, if any."""
 
     request: AppendRequest
     trim: Statement | None
     read: Statement | None
+    record: Statement | None = None
 
     @property
     def conversation(self) -> tuple[str, str, str]:
@@ -73,14 +86,50 @@ class AppendPlan:
         return 1 if rows <= 1 else -(-rows // sql.ROWS_PER_INSERT)
 
     def statements(self) -> list[Statement]:
-        """Every statement, for a remote batch: `inserts`, then trim and
-        read if any."""
-        out = self.inserts()
+        """Every statement, for a remote batch: the record if any, `inserts`,
+        then trim and read if any; `batch_result` reads their results."""
+        out = [self.record] if self.record is not None else []
+        if self.record is not None and self.request.replay:
+            out.insert(0, (sql.PROBE_REQUEST, (*self.conversation, self.request.request_id)))
+        out.extend(self.inserts())
         if self.trim is not None:
             out.append(self.trim)
         if self.read is not None:
             out.append(self.read)
         return out
+
+    def batch_result(self, results: Sequence[Sequence[Sequence[Any]]]) -> AppendResult:
+        """The result from the rows each statement of `statements` returned,
+        in order."""
+        first = 0 if self.record is None else 2 if self.request.replay else 1
+        inserted = results[first : first + self.insert_count]
+        last_index, count = indexes_taken(row for rows in inserted for row in rows)
+        read_rows = results[-1] if self.read is not None else []
+        return self.result(last_index, count, read_rows)
+
+    @property
+    def replay_reads(self) -> list[Statement]:
+        """For a request whose id was recorded before: read the record (see
+        `replayed`), then, if asked, the history as the recorded save left it
+        (the newest rows up to its last one, as far as they are still stored)."""
+        req = self.request
+        out: list[Statement] = [(sql.RECORDED, (*self.conversation, req.request_id))]
+        if req.history:
+            limit = -1 if req.history_limit is None else req.history_limit
+            out.append((sql.REPLAY_HISTORY, (*self.conversation, req.request_id, limit)))
+        return out
+
+    def replayed(
+        self, record: Sequence[Any] | None, read_rows: Sequence[Sequence[Any]]
+    ) -> AppendResult:
+        """The result of a replayed request from its record (a row of
+        ``sql.RECORDED``) and the rows of ``read``."""
+        req = self.request
+        if record is None or record[0] != "append":
+            raise reused_request(req.request_id, "unknown" if record is None else record[0])
+        stored = replayed_rows(req, int(record[1]), int(record[2]))
+        history = newest_first(read_rows) if req.history else None
+        return AppendResult(stored=stored, history=history)
 
     def rows_after(self, last: Sequence[Any] | None) -> tuple[int | None, list[tuple[Any, ...]]]:
         """For an engine holding the write lock that has read ``sql.LAST_ROW``
@@ -138,7 +187,35 @@ def plan_append(req: AppendRequest) -> AppendPlan:
     if req.history:
         limit = -1 if req.history_limit is None else req.history_limit
         read = (sql.NEWEST, (*conv, limit))
-    return AppendPlan(req, trim, read)
+    record: Statement | None = None
+    if req.request_id is not None and req.rows:
+        text = sql.record_append(skip_same_role=req.skip_same_role)
+        params = (*conv, req.request_id, len(req.rows))
+        record = (text, (*params, req.rows[0].role) if req.skip_same_role else params)
+    return AppendPlan(req, trim, read, record)
+
+
+def replayed_pop(record: Sequence[Any], request_id: str) -> RowValues:
+    """The row a recorded pop returned, from its record (a row of ``sql.RECORDED``)."""
+    if record[0] != "pop":
+        raise reused_request(request_id, record[0])
+    return (str(record[3]), int(record[1]), str(record[4]), str(record[5]), int(record[6]))
+
+
+def check_schema_version(version: int | None) -> None:
+    """Refuse a database written by a newer release (its schema version is
+    above ``sql.SCHEMA_VERSION``); older ones are upgraded by ``sql.SCHEMA``."""
+    if version is not None and version > sql.SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"the database has storage_core schema version {version}, newer than the "
+            f"{sql.SCHEMA_VERSION} this storage-core-sqlite writes: upgrade the package "
+            "(nothing was changed)"
+        )
+
+
+def is_duplicate_request(text: str) -> bool:
+    """Whether a constraint error's text is the one a recorded request id raises."""
+    return "UNIQUE" in text and sql.DUPLICATE_REQUEST in text
 
 
 def newest_first(rows: Sequence[Any]) -> list[RowValues]:
@@ -151,13 +228,38 @@ def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
     """Rows of ``sql.SESSIONS`` -> one SessionInfo per session."""
     merged: dict[str, tuple[list[str], int, int]] = {}
     for session_id, agent_id, count, last in rows:
-        agents, total, latest = merged.get(session_id, ([], 0, 0))
+        # The first row's timestamp as the start: a legacy row's may be negative.
+        agents, total, latest = merged.get(session_id, ([], 0, int(last)))
         agents.append(str(agent_id))
         merged[session_id] = (agents, total + int(count), max(latest, int(last)))
     return [
         SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
         for sid, (agents, total, latest) in merged.items()
     ]
+
+
+def sessions_page_statement(
+    user_id: str, limit: int | None, before: SessionInfo | None
+) -> Statement:
+    """The statement for one page of ``list_sessions`` (see
+    ``storage_core.SupportsPaging``); its rows go to `to_sessions_page`."""
+    count = -1 if limit is None else limit
+    if before is None:
+        return (sql.SESSIONS_PAGE_FIRST, (user_id, count))
+    return (sql.SESSIONS_PAGE_AFTER, (user_id, count, before.last_timestamp, before.session_id))
+
+
+def to_sessions_page(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
+    """Rows of ``sql.SESSIONS_PAGE_*`` -> the page's SessionInfos, in
+    ``list_sessions`` order (newest activity first, then session id)."""
+    return sorted(to_sessions(rows), key=lambda s: (-s.last_timestamp, s.session_id))
+
+
+def before_statement(key: ConversationKey, limit: int | None, before_index: int) -> Statement:
+    """The statement of ``fetch_before``: rows newest first (`newest_first`
+    turns them round)."""
+    count = -1 if limit is None else limit
+    return (sql.BEFORE, (key.user_id, key.session_id, key.agent_id, before_index, count))
 
 
 def export_statement(after: TableRow | None, limit: int) -> Statement:

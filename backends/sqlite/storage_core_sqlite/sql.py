@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import sqlite3
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""The schema this package writes. 1: agent-squad's table and index plus
+``storage_core_meta``; 2: adds ``storage_core_requests`` (exactly-once writes).
+``initialize()`` upgrades 1 (and a database with no version: agent-squad's)
+to 2 in place and refuses a newer one."""
+
+# Remembered write requests per conversation (storage_core.REQUESTS_REMEMBERED).
+REQUESTS_REMEMBERED = 100
 
 # The table and index of agent-squad's SqlChatStorage, unchanged, so its
 # databases are read and written as they are.
@@ -31,9 +38,37 @@ SCHEMA: tuple[str, ...] = (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
 )""",
+    # Version 2, additive: the request ids of recent writes, for exactly-once
+    # writes. ``seq`` numbers a conversation's records; a trigger keeps the
+    # newest REQUESTS_REMEMBERED of them (one range delete on the key).
+    """CREATE TABLE IF NOT EXISTS storage_core_requests (
+    user_id TEXT NOT NULL,
+    session_id TEXT NOT NULL,
+    agent_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    request_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    first_index INTEGER NOT NULL,
+    row_count INTEGER NOT NULL,
+    role TEXT,
+    content TEXT,
+    timestamp INTEGER,
+    PRIMARY KEY (user_id, session_id, agent_id, seq),
+    UNIQUE (user_id, session_id, agent_id, request_id)
+) WITHOUT ROWID""",
+    f"""CREATE TRIGGER IF NOT EXISTS storage_core_requests_bound
+AFTER INSERT ON storage_core_requests BEGIN
+    DELETE FROM storage_core_requests
+    WHERE user_id = NEW.user_id AND session_id = NEW.session_id
+      AND agent_id = NEW.agent_id AND seq <= NEW.seq - {REQUESTS_REMEMBERED};
+END""",
     f"""INSERT OR IGNORE INTO storage_core_meta (key, value)
     VALUES ('schema_version', '{SCHEMA_VERSION}')""",
+    f"""UPDATE storage_core_meta SET value = '{SCHEMA_VERSION}'
+    WHERE key = 'schema_version' AND CAST(value AS INTEGER) < {SCHEMA_VERSION}""",
 )
+"""Creates the schema or upgrades an older one in place; idempotent. Run it
+only after `READ_SCHEMA_VERSION` showed no newer version."""
 
 _CONV = "user_id = ? AND session_id = ? AND agent_id = ?"
 _COLUMNS = "agent_id, message_index, role, content, timestamp"
@@ -135,6 +170,39 @@ SESSIONS = """SELECT session_id, agent_id, COUNT(*), MAX(timestamp) FROM convers
 WHERE user_id = ? GROUP BY session_id, agent_id"""
 """(user): per (session, agent): message count and last timestamp."""
 
+BEFORE = f"""SELECT {_COLUMNS} FROM conversations
+WHERE {_CONV} AND message_index < ? ORDER BY message_index DESC LIMIT ?"""
+"""(user, session, agent, before_index, limit): the newest ``limit`` rows (-1:
+all) below ``before_index``, NEWEST FIRST (the primary key walked backwards
+from that index; callers reverse)."""
+
+
+def _sessions_page(cursor: str) -> str:
+    # The page's sessions are picked by one pass over the user's rows in
+    # index order (grouped by session, then the newest ``limit`` groups
+    # kept); their (session, agent) counts are then read by key: CROSS JOIN
+    # keeps the page as the outer loop (else SQLite scans the user's rows again).
+    return f"""WITH page(session_id) AS (
+    SELECT session_id FROM conversations WHERE user_id = ?1
+    GROUP BY session_id{cursor}
+    ORDER BY MAX(timestamp) DESC, session_id LIMIT ?2)
+SELECT c.session_id, c.agent_id, COUNT(*), MAX(c.timestamp)
+FROM page CROSS JOIN conversations AS c
+WHERE c.user_id = ?1 AND c.session_id = page.session_id
+GROUP BY c.session_id, c.agent_id"""
+
+
+SESSIONS_PAGE_FIRST = _sessions_page("")
+"""(user, limit): the rows of ``SESSIONS`` (per session and agent, any
+order) for the first ``limit`` sessions (-1: all) in ``list_sessions`` order
+(newest activity first, then session id)."""
+
+SESSIONS_PAGE_AFTER = _sessions_page(
+    "\n    HAVING MAX(timestamp) < ?3 OR (MAX(timestamp) = ?3 AND session_id > ?4)"
+)
+"""(user, limit, last_timestamp, session_id): as ``SESSIONS_PAGE_FIRST``, for
+the sessions after the cursor ``(last_timestamp, session_id)`` in that order."""
+
 NEWEST_INDEX_DELETE = f"DELETE FROM conversations WHERE {_CONV} AND message_index = ?"
 """(user, session, agent, index): delete one row (the pop of the aiosqlite
 engine, after ``NEWEST`` with limit 1 in the same ``BEGIN IMMEDIATE``)."""
@@ -191,3 +259,73 @@ ROW_COUNT = "SELECT COUNT(*) FROM conversations"
 READ_SCHEMA_VERSION = "SELECT value FROM storage_core_meta WHERE key = 'schema_version'"
 INDEXES = """SELECT name FROM sqlite_master
 WHERE type = 'index' AND tbl_name = 'conversations' ORDER BY name"""
+
+
+# -- exactly-once writes (storage_core_requests) ---------------------------
+
+_REQ_CONV = "user_id = ?1 AND session_id = ?2 AND agent_id = ?3"
+_NEXT_SEQ = f"""COALESCE((SELECT MAX(seq) FROM storage_core_requests WHERE {_REQ_CONV}), 0) + 1"""
+
+
+def record_append(*, skip_same_role: bool) -> str:
+    """(user, session, agent, request_id, row count, first row's role): records
+    the request with the index its first stored row takes and how many rows
+    it stores (computed as ``insert_rows`` does, so it runs before the
+    inserts), unless it stores none. A request id recorded before makes it
+    fail on the UNIQUE constraint, rolling the whole save back."""
+    skip = (
+        f"""(SELECT role FROM conversations WHERE {_REQ_CONV}
+              ORDER BY message_index DESC LIMIT 1) IS ?6"""
+        if skip_same_role
+        else "0"
+    )
+    return f"""INSERT INTO storage_core_requests
+    (user_id, session_id, agent_id, seq, request_id, kind, first_index, row_count)
+SELECT ?1, ?2, ?3, {_NEXT_SEQ}, ?4, 'append', b.next, ?5 - b.skip
+FROM (SELECT COALESCE(MAX(message_index), -1) + 1 AS next, {skip} AS skip
+      FROM conversations WHERE {_REQ_CONV}) AS b
+WHERE ?5 - b.skip > 0"""
+
+
+RECORD_POP = f"""INSERT INTO storage_core_requests
+    (user_id, session_id, agent_id, seq, request_id, kind, first_index, row_count,
+     role, content, timestamp)
+SELECT ?1, ?2, ?3, {_NEXT_SEQ}, ?4, 'pop', message_index, 1, role, content, timestamp
+FROM conversations WHERE {_REQ_CONV} ORDER BY message_index DESC LIMIT 1"""
+"""(user, session, agent, request_id): records the pop of the newest row (run
+before ``POP``, under the same write lock); nothing when the conversation is empty."""
+
+RECORDED = f"""SELECT kind, first_index, row_count, agent_id, role, content, timestamp
+FROM storage_core_requests WHERE {_REQ_CONV} AND request_id = ?4"""
+"""(user, session, agent, request_id): the record of a request, if any."""
+
+PROBE_REQUEST = f"""INSERT INTO storage_core_requests
+SELECT * FROM storage_core_requests WHERE {_REQ_CONV} AND request_id = ?4"""
+"""(user, session, agent, request_id): fails on the UNIQUE constraint if the
+request was recorded, else changes nothing: the first statement of a replayed
+write in a batch, which cannot read before it writes."""
+
+REPLAY_HISTORY = f"""SELECT {_COLUMNS} FROM conversations
+WHERE {_REQ_CONV} AND message_index < (
+    SELECT first_index + row_count FROM storage_core_requests
+    WHERE {_REQ_CONV} AND request_id = ?4)
+ORDER BY message_index DESC LIMIT ?5"""
+"""(user, session, agent, request_id, limit): the history a recorded save
+returned: the newest ``limit`` rows (-1: all) up to its last stored row, NEWEST
+FIRST (rows deleted since are missing)."""
+
+DUPLICATE_REQUEST = "storage_core_requests"
+"""Part of the text of the constraint error a recorded request id raises."""
+
+DELETE_SESSION_REQUESTS = (
+    "DELETE FROM storage_core_requests WHERE user_id = ? AND session_id = ?"
+)
+DELETE_CONVERSATION_REQUESTS = (
+    "DELETE FROM storage_core_requests WHERE user_id = ? AND session_id = ? AND agent_id = ?"
+)
+DELETE_USER_REQUESTS = "DELETE FROM storage_core_requests WHERE user_id = ?"
+PRUNE_REQUESTS = """DELETE FROM storage_core_requests WHERE NOT EXISTS (
+    SELECT 1 FROM conversations c WHERE c.user_id = storage_core_requests.user_id
+      AND c.session_id = storage_core_requests.session_id
+      AND c.agent_id = storage_core_requests.agent_id)"""
+"""(): forget the requests of conversations that have no rows left (after ``PRUNE``)."""

@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from storage_core_conformance import ConformanceTests
+from storage_core_conformance import ConformanceTests, Conversation, RawRow, RawRows
+
+
+def sqlite_rows(path: Path) -> RawRows:
+    """The ``raw_rows`` reader of a database file: the table read with sqlite3."""
+
+    async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
+        with closing(sqlite3.connect(path)) as db:
+            return db.execute(
+                "SELECT message_index, role, content, timestamp FROM conversations "
+                "WHERE user_id = ? AND session_id = ? AND agent_id = ? ORDER BY message_index",
+                tuple(conv)).fetchall()
+
+    return read
 
 
 class TestSqliteFile(ConformanceTests):
@@ -15,6 +32,10 @@ class TestSqliteFile(ConformanceTests):
     @pytest.fixture
     def storage_url(self, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/chat.db"
+
+    @pytest.fixture
+    def raw_rows(self, tmp_path: Path) -> RawRows:
+        return sqlite_rows(tmp_path / "chat.db")
 
 
 @pytest.fixture(scope="module")
@@ -28,6 +49,10 @@ class TestSqliteSharedFile(ConformanceTests):
     @pytest.fixture
     def storage_url(self, shared_db: Path) -> str:
         return f"sqlite:///{shared_db}?synchronous=normal"
+
+    @pytest.fixture
+    def raw_rows(self, shared_db: Path) -> RawRows:
+        return sqlite_rows(shared_db)
 
 
 class TestSqliteInMemory(ConformanceTests):
