@@ -41,7 +41,6 @@ from storage_core import (
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
     Statement,
-    before_statement,
     check_schema_version,
     export_statement,
     import_params,
@@ -50,10 +49,12 @@ from storage_core_sqlite.plan import (
     newest_first,
     plan_append,
     replayed_pop,
+    rest_of_window,
     sessions_page_statement,
     to_sessions,
     to_sessions_page,
     to_table_rows,
+    within_statement,
 )
 
 from ._config import Endpoint, RemoteConfig
@@ -73,6 +74,10 @@ T = TypeVar("T")
 # per client failed none of 6, even with several clients and processes).
 DEFAULT_CONCURRENT_WRITES = 1
 _CLOSE_TIMEOUT = 5.0
+# sqld closes a WebSocket on a message over 16 MiB, so a larger batch (the
+# core allows 64 MiB) goes over HTTP to the same server instead; its JSON can
+# be twice the size of its values (escaped quotes), hence the margin.
+_WS_REQUEST_BUDGET = 6 * 1024 * 1024
 
 
 class _Server:
@@ -85,19 +90,36 @@ class _Server:
         self._concurrent_writes = config.max_concurrent_writes or DEFAULT_CONCURRENT_WRITES
         self._writes = asyncio.Semaphore(self._concurrent_writes)
         self._client: libsql_client.Client | None = None
+        self._bulk: libsql_client.Client | None = None  # HTTP, for large batches on ws
         self._closed = False
 
     def _revealed_token(self) -> str | None:
         return self._token.reveal() if self._token else None
 
-    def _get_client(self) -> libsql_client.Client:
+    def _get_client(self, bulk: bool = False) -> libsql_client.Client:
         if self._closed:
             raise ClosedError("the libSQL backend is closed")
+        if bulk:
+            if self._bulk is None:
+                url = self.endpoint.driver_url
+                http = "https" + url[3:] if url.startswith("wss:") else "http" + url[2:]
+                self._bulk = create_client(http, self._revealed_token())
+            return self._bulk
         if self._client is None:
             # Created inside the running loop: the WebSocket client starts
             # connecting at once, and aiohttp sessions belong to one loop.
             self._client = create_client(self.endpoint.driver_url, self._revealed_token())
         return self._client
+
+    def _too_big_for_ws(self, statements: Sequence[Statement]) -> bool:
+        if not self.endpoint.driver_url.startswith(("ws:", "wss:")):
+            return False
+        size = 0
+        for text, args in statements:
+            size += len(text) + sum(len(a) for a in args if isinstance(a, str))
+            if size > _WS_REQUEST_BUDGET:
+                return True
+        return False
 
     async def batch(
         self, what: str, statements: Sequence[Statement], *, write: bool
@@ -107,7 +129,7 @@ class _Server:
         async def send(client: libsql_client.Client) -> list[Any]:
             return list(await client.batch(stmts))
 
-        return await self._send(what, send, write=write)
+        return await self._send(what, send, write=write, bulk=self._too_big_for_ws(statements))
 
     async def query(
         self, what: str, text: str, args: Sequence[Any], *, write: bool = False
@@ -121,17 +143,19 @@ class _Server:
         return await self._send(what, send, write=write)
 
     async def _send(
-        self, what: str, send: Callable[[libsql_client.Client], Awaitable[T]], *, write: bool
+        self, what: str, send: Callable[[libsql_client.Client], Awaitable[T]], *, write: bool,
+        bulk: bool = False,
     ) -> T:
         if write:
             async with self._writes:
-                return await self._request(what, send, write=True)
-        return await self._request(what, send, write=False)
+                return await self._request(what, send, write=True, bulk=bulk)
+        return await self._request(what, send, write=False, bulk=bulk)
 
     async def _request(
-        self, what: str, send: Callable[[libsql_client.Client], Awaitable[T]], *, write: bool
+        self, what: str, send: Callable[[libsql_client.Client], Awaitable[T]], *, write: bool,
+        bulk: bool = False,
     ) -> T:
-        client = self._get_client()
+        client = self._get_client(bulk)
         task = asyncio.ensure_future(send(client))
         try:
             done, _ = await asyncio.wait({task}, timeout=self._timeout)
@@ -158,23 +182,29 @@ class _Server:
     async def _discard(self, client: libsql_client.Client) -> None:
         if self._client is client:
             self._client = None
+        if self._bulk is client:
+            self._bulk = None
         log.warning("no answer from %s within %g s; reconnecting",
                     self.endpoint.shown, self._timeout)
         await _close_client(client)
 
     async def close(self) -> None:
         self._closed = True
-        client, self._client = self._client, None
-        if client is not None:
-            await _close_client(client)
+        clients = (self._client, self._bulk)
+        self._client = self._bulk = None
+        for client in clients:
+            if client is not None:
+                await _close_client(client)
 
     def detach(self) -> None:
-        """Forget the client and the write semaphore, which belong to an event
+        """Forget the clients and the write semaphore, which belong to an event
         loop that has stopped; the next request makes new ones on its loop."""
-        client, self._client = self._client, None
+        clients = (self._client, self._bulk)
+        self._client = self._bulk = None
         self._writes = asyncio.Semaphore(self._concurrent_writes)
-        if client is not None:
-            abandon_client(client)
+        for client in clients:
+            if client is not None:
+                abandon_client(client)
 
 
 def _tuples(result: Any) -> list[tuple[Any, ...]]:
@@ -244,8 +274,35 @@ class LibsqlBackend:
             raise
         return int(rows[0][0]) if rows else None
 
+    async def _window(
+        self, server: _Server, what: str, conv: tuple[str, str, str], limit: int | None,
+        rows: list[tuple[Any, ...]],
+    ) -> list[tuple[Any, ...]]:
+        """Complete a window read in parts (``rows``: the first part, of
+        `within_statement`), newest first, without the ``upto`` column. Each
+        part is its own request: a window over the server's response limit
+        cannot be read in one."""
+        while (more := rest_of_window(conv, limit, rows)) is not None:
+            part = await server.query(what, *more)
+            if not part:
+                break
+            rows.extend(part)
+        return [row[:5] for row in rows]
+
+    async def _newest(
+        self, what: str, key: ConversationKey, limit: int | None, before_index: int | None
+    ) -> Sequence[RowValues]:
+        conv = (key.user_id, key.session_id, key.agent_id)
+        first = (
+            within_statement(conv, limit)
+            if before_index is None
+            else within_statement(conv, limit, before_index)
+        )
+        rows = await self._writer.query(what, *first)
+        return newest_first(await self._window(self._writer, what, conv, limit, rows))
+
     async def append(self, request: AppendRequest) -> AppendResult:
-        plan = plan_append(request)
+        plan = plan_append(request, budgeted=True)
         if plan.record is None and len(request.rows) == 1 and plan.trim is None and (
             plan.read is None
         ):
@@ -267,11 +324,17 @@ class LibsqlBackend:
             record = _tuples(replay[0])
             return plan.replayed(record[0] if record else None,
                                  _tuples(replay[1]) if request.history else [])
-        return plan.batch_result([_tuples(result) for result in results[1:]])
+        parts = [_tuples(result) for result in results[1:]]
+        if plan.read is not None:
+            k = request.key
+            parts[-1] = await self._window(
+                self._writer, "append", (k.user_id, k.session_id, k.agent_id),
+                request.history_limit, parts[-1],
+            )
+        return plan.batch_result(parts)
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
-        params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return newest_first(await self._writer.query("fetch_chat", sql.NEWEST, params))
+        return await self._newest("fetch_chat", key, limit, None)
 
     async def pop(
         self, key: ConversationKey, request_id: str | None = None, replay: bool = False
@@ -314,8 +377,7 @@ class LibsqlBackend:
     async def fetch_before(
         self, key: ConversationKey, limit: int | None, before_index: int
     ) -> Sequence[RowValues]:
-        statement, params = before_statement(key, limit, before_index)
-        return newest_first(await self._writer.query("fetch_chat", statement, params))
+        return await self._newest("fetch_chat", key, limit, before_index)
 
     async def _delete(
         self, what: str, statement: str, params: tuple[Any, ...], requests: str

@@ -28,6 +28,8 @@ from . import sql
 
 Statement = tuple[str, tuple[Any, ...]]
 
+_NO_BOUND = 2**31  # above every message_index (the core's limit is 2**31 - 1)
+
 
 @dataclass(frozen=True)
 class AppendPlan:
@@ -178,13 +180,18 @@ def indexes_taken(rows: Iterable[Sequence[Any]]) -> tuple[int | None, int]:
     return min(indexes) - 1, len(indexes)
 
 
-def plan_append(req: AppendRequest) -> AppendPlan:
-    """The statements that carry out ``req`` (see ``storage_core.AppendRequest``)."""
+def plan_append(req: AppendRequest, *, budgeted: bool = False) -> AppendPlan:
+    """The statements that carry out ``req`` (see ``storage_core.AppendRequest``).
+
+    ``budgeted``: the history is read with `within_statement` (for a server
+    with a response size limit; the caller completes it with `rest_of_window`)."""
     k = req.key
     conv = (k.user_id, k.session_id, k.agent_id)
     trim = (sql.TRIM, (*conv, *conv, req.keep - 1)) if req.keep is not None else None
     read: Statement | None = None
-    if req.history:
+    if req.history and budgeted:
+        read = within_statement(conv, req.history_limit)
+    elif req.history:
         limit = -1 if req.history_limit is None else req.history_limit
         read = (sql.NEWEST, (*conv, limit))
     record: Statement | None = None
@@ -253,6 +260,30 @@ def to_sessions_page(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
     """Rows of ``sql.SESSIONS_PAGE_*`` -> the page's SessionInfos, in
     ``list_sessions`` order (newest activity first, then session id)."""
     return sorted(to_sessions(rows), key=lambda s: (-s.last_timestamp, s.session_id))
+
+
+def within_statement(
+    conv: Sequence[str], limit: int | None, before_index: int = _NO_BOUND
+) -> Statement:
+    """The statement of a remote read (``sql.NEWEST_WITHIN``): the newest
+    ``limit`` rows below ``before_index``, within the response budget; see
+    `rest_of_window`."""
+    count = -1 if limit is None else limit
+    return (sql.NEWEST_WITHIN, (*conv, before_index, count, sql.RESPONSE_BUDGET))
+
+
+def rest_of_window(
+    conv: Sequence[str], limit: int | None, rows: Sequence[Sequence[Any]]
+) -> Statement | None:
+    """After rows of `within_statement` (newest first, with ``upto``; every
+    part read so far), the statement reading the next part of the window, or
+    None when the window is complete."""
+    if not rows or rows[-1][5] < sql.RESPONSE_BUDGET:
+        return None
+    if limit is not None and len(rows) >= limit:
+        return None
+    rest = None if limit is None else limit - len(rows)
+    return within_statement(conv, rest, int(rows[-1][1]))
 
 
 def before_statement(key: ConversationKey, limit: int | None, before_index: int) -> Statement:

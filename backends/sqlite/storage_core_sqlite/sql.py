@@ -170,6 +170,24 @@ SESSIONS = """SELECT session_id, agent_id, COUNT(*), MAX(timestamp) FROM convers
 WHERE user_id = ? GROUP BY session_id, agent_id"""
 """(user): per (session, agent): message count and last timestamp."""
 
+RESPONSE_BUDGET = 4 * 1024 * 1024
+"""Content bytes one `NEWEST_WITHIN` answer carries (beyond its first row).
+
+libSQL servers refuse to send a response over a size limit (sqld's
+``--max-response-size``, 10 MB by default), so a remote read of a larger
+window fails as a whole; the remote engine reads such a window in parts."""
+
+NEWEST_WITHIN = f"""SELECT {_COLUMNS}, upto FROM (
+    SELECT {_COLUMNS}, length(CAST(content AS BLOB)) AS size,
+           SUM(length(CAST(content AS BLOB))) OVER (ORDER BY message_index DESC) AS upto
+    FROM conversations WHERE {_CONV} AND message_index < ?
+    ORDER BY message_index DESC LIMIT ?)
+WHERE upto - size < ?"""
+"""(user, session, agent, before_index, limit, budget): like ``BEFORE``, but
+stops once the rows' content reached ``budget`` bytes (always one row at
+least); each row ends with ``upto``, the content bytes up to it. When the
+last row's ``upto`` is below the budget, nothing was left out."""
+
 BEFORE = f"""SELECT {_COLUMNS} FROM conversations
 WHERE {_CONV} AND message_index < ? ORDER BY message_index DESC LIMIT ?"""
 """(user, session, agent, before_index, limit): the newest ``limit`` rows (-1:
