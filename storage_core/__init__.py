@@ -9,56 +9,26 @@
                                         {"role": "user", "content": [{"text": "hi"}]})
         history = await storage.fetch_chat("u1", "s1", "support", max_history_size=20)
 
-Everything public is importable from here; plugin authors also use
-[`storage_core.hookspecs`][storage_core.hookspecs] (``hookimpl``) and
-[`storage_core.errors`][storage_core.errors].
+This module holds what an application uses. Backend authors import from
+[`storage_core.backend`][storage_core.backend] (the protocol, row types,
+registry, ``hookimpl``, shared helpers) and
+[`storage_core.plugins`][storage_core.plugins] (the plugin manager); every
+error is in [`storage_core.errors`][storage_core.errors] and here.
 """
 
 from __future__ import annotations
 
-from ._backend import (
-    REQUESTS_REMEMBERED,
-    AppendRequest,
-    AppendResult,
-    Backend,
-    Capabilities,
-    ConversationKey,
-    NewRow,
-    RowValues,
-    StoredRow,
-    SupportsDeleteConversation,
-    SupportsPaging,
-    SupportsPop,
-    TableRow,
-    TableTools,
-    replayed_rows,
-    reused_request,
-)
+import importlib
+import warnings
+from typing import Any
+
+from ._backend import REQUESTS_REMEMBERED, Capabilities
 from ._factory import make_storage
 from ._limits import Limits
-from ._memory import MemoryBackend
 from ._model import Message, SessionInfo, StoredMessage
-from ._plugins import (
-    BLOCK_ENV,
-    ENTRY_POINT_GROUP,
-    build_registry,
-    get_plugin_manager,
-    load_failures,
-    register_plugin,
-    unregister_plugin,
-)
-from ._registry import BackendFactory, BackendRegistry, BackendSpec
 from ._retry import RetryPolicy
-from ._rules import (
-    TrimMode,
-    assign_timestamps,
-    drop_consecutive_roles,
-    keep_count,
-    newest,
-    prefix_agent,
-)
+from ._rules import TrimMode
 from ._storage import ChatStorage
-from ._urls import REDACTED, Secret, StorageURL, parse_url, redact_text
 from .errors import (
     AuthenticationError,
     ClosedError,
@@ -70,65 +40,63 @@ from .errors import (
     TransientError,
     ValidationError,
 )
-from .hookspecs import hookimpl
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BLOCK_ENV",
-    "ENTRY_POINT_GROUP",
-    "REDACTED",
     "REQUESTS_REMEMBERED",
-    "AppendRequest",
-    "AppendResult",
     "AuthenticationError",
-    "Backend",
-    "BackendFactory",
-    "BackendRegistry",
-    "BackendSpec",
     "Capabilities",
     "ChatStorage",
     "ClosedError",
     "ConfigurationError",
     "ConflictError",
-    "ConversationKey",
     "Limits",
-    "MemoryBackend",
     "Message",
     "MissingDriverError",
-    "NewRow",
     "RetryPolicy",
-    "RowValues",
     "RunningLoopError",
-    "Secret",
     "SessionInfo",
     "StorageError",
-    "StorageURL",
     "StoredMessage",
-    "StoredRow",
-    "SupportsDeleteConversation",
-    "SupportsPaging",
-    "SupportsPop",
-    "TableRow",
-    "TableTools",
     "TransientError",
     "TrimMode",
     "ValidationError",
     "__version__",
-    "assign_timestamps",
-    "build_registry",
-    "drop_consecutive_roles",
-    "get_plugin_manager",
-    "hookimpl",
-    "keep_count",
-    "load_failures",
     "make_storage",
-    "newest",
-    "parse_url",
-    "prefix_agent",
-    "redact_text",
-    "register_plugin",
-    "replayed_rows",
-    "reused_request",
-    "unregister_plugin",
 ]
+
+# Names that lived here before storage_core.backend and storage_core.plugins
+# existed: still importable from here for one release, with a warning.
+_MOVED = {
+    **dict.fromkeys(
+        (
+            "AppendRequest", "AppendResult", "Backend", "BackendFactory", "BackendRegistry",
+            "BackendSpec", "ConversationKey", "MemoryBackend", "NewRow", "REDACTED",
+            "RowValues", "Secret", "StorageURL", "StoredRow", "SupportsDeleteConversation",
+            "SupportsPaging", "SupportsPop", "TableRow", "TableTools", "assign_timestamps",
+            "drop_consecutive_roles", "hookimpl", "keep_count", "newest", "parse_url",
+            "prefix_agent", "redact_text", "replayed_rows", "reused_request",
+        ),
+        "storage_core.backend",
+    ),
+    **dict.fromkeys(
+        (
+            "BLOCK_ENV", "ENTRY_POINT_GROUP", "build_registry", "get_plugin_manager",
+            "load_failures", "register_plugin", "unregister_plugin",
+        ),
+        "storage_core.plugins",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _MOVED.get(name)
+    if home is None:
+        raise AttributeError(f"module 'storage_core' has no attribute {name!r}")
+    warnings.warn(
+        f"storage_core.{name} moved to {home}.{name}; the old name goes in the next release",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(home), name)

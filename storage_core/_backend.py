@@ -3,7 +3,7 @@
 Backends store and return rows; the core validates input, encodes content
 as JSON text and applies every rule that needs no stored data. The one rule a
 backend applies itself is the part that must be atomic with the insert (see
-[`AppendRequest`][storage_core.AppendRequest]).
+[`AppendRequest`][storage_core.backend.AppendRequest]).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ class StoredRow(NamedTuple):
 
 
 RowValues = tuple[str, int, str, str, int]
-"""A read row's values in [`StoredRow`][storage_core.StoredRow]'s order: ``(agent_id,
+"""A read row's values in [`StoredRow`][storage_core.backend.StoredRow]'s order: ``(agent_id,
 message_index, role, content, timestamp)``. Reads may return StoredRows or
 plain tuples (a driver's rows as they come, when they come in this order):
 the core only unpacks them, so a backend need not build a StoredRow per row."""
@@ -129,7 +129,7 @@ class AppendRequest:
     6. if ``replay`` is true and a record of ``request_id`` exists for this
        conversation (looked up under the write lock, before step 1), store
        nothing and return as ``stored`` what the record names (see
-       [`replayed_rows`][storage_core.replayed_rows]); steps 3 and 4 run as
+       [`replayed_rows`][storage_core.backend.replayed_rows]); steps 3 and 4 run as
        usual. ``replay`` is false only for an id the core just generated,
        which no record can hold yet: the lookup is skipped.
     """
@@ -147,7 +147,8 @@ class AppendRequest:
 @dataclass(frozen=True, slots=True)
 class AppendResult:
     """What a save stored (with indexes) and, if asked, the history after it
-    (oldest first; StoredRows or plain tuples, see [`RowValues`][storage_core.RowValues])."""
+    (oldest first; StoredRows or plain tuples, see
+    [`RowValues`][storage_core.backend.RowValues])."""
 
     stored: Sequence[StoredRow]
     history: Sequence[RowValues] | None
@@ -226,15 +227,15 @@ class Backend(Protocol):
         from many processes at once."""
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        """Store a batch atomically; see [`AppendRequest`][storage_core.AppendRequest]."""
+        """Store a batch atomically; see [`AppendRequest`][storage_core.backend.AppendRequest]."""
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         """The newest ``limit`` rows of a conversation (all if None), oldest
-        first: StoredRows or plain tuples (see [`RowValues`][storage_core.RowValues])."""
+        first: StoredRows or plain tuples (see [`RowValues`][storage_core.backend.RowValues])."""
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
         """Every row of every agent of a session, in any order: StoredRows or
-        plain tuples (see [`RowValues`][storage_core.RowValues])."""
+        plain tuples (see [`RowValues`][storage_core.backend.RowValues])."""
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
         """One entry per session of the user, in any order."""
@@ -319,7 +320,7 @@ class SupportsPaging(Protocol):
     ) -> Sequence[RowValues]:
         """The newest ``limit`` rows (all if None) of the conversation whose
         ``message_index`` is below ``before_index``, oldest first: StoredRows
-        or plain tuples (see [`RowValues`][storage_core.RowValues])."""
+        or plain tuples (see [`RowValues`][storage_core.backend.RowValues])."""
 
 
 @runtime_checkable

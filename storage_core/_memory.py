@@ -50,7 +50,7 @@ _named_lock = threading.Lock()
 
 
 class MemoryBackend:
-    """A [`Backend`][storage_core.Backend] keeping rows in Python lists."""
+    """A [`Backend`][storage_core.backend.Backend] keeping rows in Python lists."""
 
     capabilities = Capabilities(
         shared_across_processes=False, persistent=False, exactly_once=True

@@ -111,7 +111,7 @@ def register_plugin(plugin: object, name: str | None = None) -> str:
 
 
 def unregister_plugin(name: str) -> None:
-    """Remove a plugin registered with [`register_plugin`][storage_core.register_plugin]."""
+    """Remove a plugin registered with [`register_plugin`][storage_core.plugins.register_plugin]."""
     get_plugin_manager().unregister(name=name)
 
 
@@ -119,8 +119,11 @@ def build_registry(pm: pluggy.PluginManager | None = None) -> BackendRegistry:
     """Ask every plugin for its schemes and return the filled registry."""
     pm = pm or get_plugin_manager()
     registry = BackendRegistry()
-    for impl in reversed(pm.hook.storage_core_register_backends.get_hookimpls()):
-        registry._current_plugin = impl.plugin_name
-        impl.function(registry=registry)
-    registry._current_plugin = ""
+    hook = "storage_core_register_backends"
+    # One plugin at a time (in registration order), so that each scheme's
+    # BackendSpec names the plugin that registered it.
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        others = [p for name, p in pm.list_name_plugin() if name != impl.plugin_name]
+        with registry.registering_for(impl.plugin_name):
+            pm.subset_hook_caller(hook, remove_plugins=others)(registry=registry)
     return registry

@@ -6,6 +6,7 @@ needs them, so listing backends never imports a driver.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 from collections.abc import Callable, Iterator, Mapping
@@ -92,12 +93,22 @@ class BackendSpec:
 
 @dataclass
 class BackendRegistry:
-    """URL scheme -> [`BackendSpec`][storage_core.BackendSpec], filled by the
+    """URL scheme -> [`BackendSpec`][storage_core.backend.BackendSpec], filled by the
     ``storage_core_register_backends`` hook."""
 
     _specs: dict[str, BackendSpec] = field(default_factory=dict)
     _conflicts: dict[str, list[BackendSpec]] = field(default_factory=dict)
     _current_plugin: str = ""
+
+    @contextlib.contextmanager
+    def registering_for(self, plugin: str) -> Iterator[None]:
+        """Attribute the schemes registered inside the block to ``plugin``
+        (its name in the plugin manager), for conflict reports."""
+        previous, self._current_plugin = self._current_plugin, plugin
+        try:
+            yield
+        finally:
+            self._current_plugin = previous
 
     def register(
         self,

@@ -475,7 +475,7 @@ class ChatStorage:
         through a long conversation: pass the ``index`` of the oldest message
         shown. 0 gives nothing; an index beyond the newest gives the same as
         none. One indexed query on a backend with
-        [`SupportsPaging`][storage_core.SupportsPaging].
+        [`SupportsPaging`][storage_core.backend.SupportsPaging].
         """
         key = self._key(user_id, session_id, agent_id)
         limit = keep_count(check_max_history_size(max_history_size), self._trim)
@@ -530,7 +530,7 @@ class ChatStorage:
         A page of them with ``limit`` (at most that many) and ``before`` (the
         last [`SessionInfo`][storage_core.SessionInfo] of the previous page: only the
         sessions after it in this order). A page is one indexed query on a
-        backend with [`SupportsPaging`][storage_core.SupportsPaging]. The cursor is
+        backend with [`SupportsPaging`][storage_core.backend.SupportsPaging]. The cursor is
         live: a session with activity since the previous page moves to the
         front, so no later page shows it (see the contract's "Pagination").
         """
@@ -569,7 +569,7 @@ class ChatStorage:
         The session's other agents are kept. Raises
         [`ConfigurationError`][storage_core.errors.ConfigurationError] when the
         backend does not implement
-        [`SupportsDeleteConversation`][storage_core.SupportsDeleteConversation].
+        [`SupportsDeleteConversation`][storage_core.backend.SupportsDeleteConversation].
         """
         key = self._key(user_id, session_id, agent_id)
         backend = self._backend

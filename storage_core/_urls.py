@@ -151,7 +151,7 @@ class StorageURL:
 
 
 def parse_url(url: str) -> StorageURL:
-    """Parse ``url`` into a [`StorageURL`][storage_core.StorageURL].
+    """Parse ``url`` into a [`StorageURL`][storage_core.backend.StorageURL].
 
     Raises [`ConfigurationError`][storage_core.errors.ConfigurationError] (which never
     repeats a password) when the text is not a URL with a scheme, or when it is

@@ -3,7 +3,7 @@
 A plugin is a module or object with functions marked ``@hookimpl`` and named
 after these specs; it is found through the entry-point group
 ``storage_core.backends`` or registered with
-[`storage_core.register_plugin`][storage_core.register_plugin]. The docstrings
+[`storage_core.plugins.register_plugin`][storage_core.plugins.register_plugin]. The docstrings
 here are the reference.
 """
 
@@ -40,7 +40,7 @@ def storage_core_claim_url(url: StorageURL) -> BackendSpec | None:
     """Claim a URL that the scheme table cannot express.
 
     Called before the scheme table is consulted. Return a
-    [`BackendSpec`][storage_core.BackendSpec] to serve the URL, or None to pass.
+    [`BackendSpec`][storage_core.backend.BackendSpec] to serve the URL, or None to pass.
     Stops at the first non-None result.
 
     :param url: the parsed URL (its secrets are hidden in ``str`` and ``repr``).

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from storage_core import TableRow, make_storage
+from storage_core import make_storage
+from storage_core.backend import TableRow
 from storage_core.cli import main, safe
 
 pytestmark = pytest.mark.skipif(

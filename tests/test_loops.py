@@ -15,16 +15,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from storage_core import (
-    AppendRequest,
-    AppendResult,
-    ChatStorage,
-    ClosedError,
-    ConversationKey,
-    StoredRow,
-)
+from storage_core import ChatStorage, ClosedError
 from storage_core._loops import LoopThread, run_on
 from storage_core._memory import MemoryBackend
+from storage_core.backend import AppendRequest, AppendResult, ConversationKey, StoredRow
 
 MESSAGE = {"role": "user", "content": "hi"}
 

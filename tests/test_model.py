@@ -5,14 +5,8 @@ import pickle
 
 import pytest
 
-from storage_core import (
-    AppendRequest,
-    ConversationKey,
-    NewRow,
-    StorageError,
-    StoredMessage,
-    make_storage,
-)
+from storage_core import StorageError, StoredMessage, make_storage
+from storage_core.backend import AppendRequest, ConversationKey, NewRow
 
 TEXT = '[{"text": "h\\u00e9llo"}, {"n": 1.5, "ok": true, "none": null}]'
 VALUE = [{"text": "héllo"}, {"n": 1.5, "ok": True, "none": None}]

@@ -10,15 +10,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from storage_core import (
-    ChatStorage,
+from storage_core import ChatStorage, SessionInfo, ValidationError
+from storage_core.backend import (
     ConversationKey,
     MemoryBackend,
     RowValues,
-    SessionInfo,
     StoredRow,
     SupportsPaging,
-    ValidationError,
 )
 from storage_core.sync import SyncChatStorage
 

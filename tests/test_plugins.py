@@ -5,17 +5,11 @@ from typing import Any
 import pluggy
 import pytest
 
-from storage_core import (
-    BackendRegistry,
-    BackendSpec,
-    ConfigurationError,
-    MissingDriverError,
-    StorageURL,
-    _plugins,
+from storage_core import ConfigurationError, MissingDriverError, _plugins, make_storage
+from storage_core.backend import BackendRegistry, BackendSpec, StorageURL, hookimpl
+from storage_core.plugins import (
     build_registry,
     get_plugin_manager,
-    hookimpl,
-    make_storage,
     register_plugin,
     unregister_plugin,
 )
@@ -182,7 +176,7 @@ def test_listing_backends_imports_no_driver() -> None:
     import sys
 
     code = (
-        "import sys, storage_core; storage_core.build_registry(); "
+        "import sys, storage_core.plugins; storage_core.plugins.build_registry(); "
         "print(','.join(m for m in ('aiosqlite', 'asyncpg', 'libsql_client') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

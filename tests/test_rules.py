@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage_core import ValidationError, assign_timestamps, keep_count, newest, prefix_agent
+from storage_core import ValidationError
 from storage_core._rules import dedupe_within_batch, drop_consecutive_roles
+from storage_core.backend import assign_timestamps, keep_count, newest, prefix_agent
 
 
 @dataclass

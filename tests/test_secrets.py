@@ -13,18 +13,10 @@ from urllib.parse import quote
 
 import pytest
 
-from storage_core import (
-    BackendSpec,
-    MemoryBackend,
-    Secret,
-    StorageError,
-    StorageURL,
-    hookimpl,
-    make_storage,
-    register_plugin,
-    unregister_plugin,
-)
+from storage_core import StorageError, make_storage
 from storage_core._urls import scrub_exception
+from storage_core.backend import BackendSpec, MemoryBackend, Secret, StorageURL, hookimpl
+from storage_core.plugins import register_plugin, unregister_plugin
 from storage_core_conformance.secrets import secret_leaks, url_shape_leaks
 
 CANARY = "canary-Z9tQ4mV7"

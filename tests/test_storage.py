@@ -5,20 +5,22 @@ import logging
 import pytest
 
 from storage_core import (
-    AppendRequest,
-    AppendResult,
     Capabilities,
     ChatStorage,
     ClosedError,
     ConfigurationError,
-    ConversationKey,
-    MemoryBackend,
     RetryPolicy,
     StorageError,
-    SupportsDeleteConversation,
     TransientError,
     ValidationError,
     make_storage,
+)
+from storage_core.backend import (
+    AppendRequest,
+    AppendResult,
+    ConversationKey,
+    MemoryBackend,
+    SupportsDeleteConversation,
 )
 
 FAST = RetryPolicy(attempts=3, initial_delay=0.001, max_delay=0.002)

@@ -19,17 +19,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from storage_core import (
-    ChatStorage,
-    ClosedError,
-    ConversationKey,
-    MemoryBackend,
-    RunningLoopError,
-    StorageError,
-    StoredRow,
-    ValidationError,
-)
+from storage_core import ChatStorage, ClosedError, RunningLoopError, StorageError, ValidationError
 from storage_core import make_storage as make_async_storage
+from storage_core.backend import ConversationKey, MemoryBackend, StoredRow
 from storage_core.sync import SyncChatStorage, make_storage
 from storage_core_conformance.sync import check_every_method, hammer
 

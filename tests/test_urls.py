@@ -4,8 +4,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from storage_core import ConfigurationError, Secret, parse_url, redact_text
+from storage_core import ConfigurationError
 from storage_core._urls import url_secrets
+from storage_core.backend import Secret, parse_url, redact_text
 
 
 def test_sqlite_forms() -> None:

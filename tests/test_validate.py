@@ -3,7 +3,7 @@ import sys
 
 import pytest
 
-from storage_core import ConfigurationError, Limits, Message, TableRow, ValidationError, _validate
+from storage_core import ConfigurationError, Limits, Message, ValidationError, _validate
 from storage_core._validate import (
     check_id,
     check_max_history_size,
@@ -15,6 +15,7 @@ from storage_core._validate import (
     encode_message,
     encode_messages,
 )
+from storage_core.backend import TableRow
 
 LIMITS = Limits(max_content_bytes=1000, max_id_length=10, max_batch_size=3)
 

@@ -24,12 +24,7 @@ if os.environ.get("CI") != "true":  # under CI a missing agent-squad is a failur
 from agent_squad.storage import ChatStorage as AgentSquadChatStorage
 from agent_squad.types import ConversationMessage, ParticipantRole
 
-from storage_core import (
-    ClosedError,
-    ConfigurationError,
-    ValidationError,
-    make_storage,
-)
+from storage_core import ClosedError, ConfigurationError, ValidationError, make_storage
 from storage_core.agent_squad import SqlChatStorage, StorageCoreChatStorage
 
 pytestmark = pytest.mark.asyncio

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from storage_core import parse_url
+from storage_core.backend import parse_url
 
 ROOT = Path(__file__).resolve().parents[2]
 PAGES = sorted([ROOT / "README.md", *(ROOT / "docs").glob("*.md")])

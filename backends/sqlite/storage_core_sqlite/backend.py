@@ -21,18 +21,20 @@ from typing import Any, TypeVar, cast
 import aiosqlite
 
 from storage_core import (
-    AppendRequest,
-    AppendResult,
     Capabilities,
     ClosedError,
     ConfigurationError,
-    ConversationKey,
-    RowValues,
     SessionInfo,
     StorageError,
+    TransientError,
+)
+from storage_core.backend import (
+    AppendRequest,
+    AppendResult,
+    ConversationKey,
+    RowValues,
     StorageURL,
     TableRow,
-    TransientError,
 )
 
 from . import sql

@@ -11,13 +11,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from storage_core import (
+from storage_core import ConfigurationError, SessionInfo
+from storage_core.backend import (
     AppendRequest,
     AppendResult,
-    ConfigurationError,
     ConversationKey,
     RowValues,
-    SessionInfo,
     StoredRow,
     TableRow,
     replayed_rows,
@@ -181,7 +180,7 @@ def indexes_taken(rows: Iterable[Sequence[Any]]) -> tuple[int | None, int]:
 
 
 def plan_append(req: AppendRequest, *, budgeted: bool = False) -> AppendPlan:
-    """The statements that carry out ``req`` (see ``storage_core.AppendRequest``).
+    """The statements that carry out ``req`` (see ``storage_core.backend.AppendRequest``).
 
     ``budgeted``: the history is read with `within_statement` (for a server
     with a response size limit; the caller completes it with `rest_of_window`)."""
@@ -227,7 +226,7 @@ def is_duplicate_request(text: str) -> bool:
 
 def newest_first(rows: Sequence[Any]) -> list[RowValues]:
     """Rows of ``sql.NEWEST`` (newest first), oldest first: the driver's
-    tuples as they are (``storage_core.RowValues``)."""
+    tuples as they are (``storage_core.backend.RowValues``)."""
     return cast("list[RowValues]", list(reversed(rows)))
 
 
@@ -249,7 +248,7 @@ def sessions_page_statement(
     user_id: str, limit: int | None, before: SessionInfo | None
 ) -> Statement:
     """The statement for one page of ``list_sessions`` (see
-    ``storage_core.SupportsPaging``); its rows go to `to_sessions_page`."""
+    ``storage_core.backend.SupportsPaging``); its rows go to `to_sessions_page`."""
     count = -1 if limit is None else limit
     if before is None:
         return (sql.SESSIONS_PAGE_FIRST, (user_id, count))

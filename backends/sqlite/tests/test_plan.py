@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from storage_core import AppendRequest, ConversationKey, NewRow
 from storage_core._rules import drop_consecutive_roles, newest
+from storage_core.backend import AppendRequest, ConversationKey, NewRow
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import indexes_taken, plan_append
 

@@ -16,14 +16,11 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from storage_core import (
+from storage_core import Capabilities, ConfigurationError, SessionInfo, StorageError
+from storage_core.backend import (
     AppendRequest,
     AppendResult,
-    Capabilities,
-    ConfigurationError,
     ConversationKey,
-    SessionInfo,
-    StorageError,
     StorageURL,
     StoredRow,
 )
@@ -126,7 +123,7 @@ class JsonFileBackend:
         return AppendResult(stored=stored, history=history)
 
     async def pop(self, key: ConversationKey) -> StoredRow | None:
-        # Optional (storage_core.SupportsPop): behind ChatStorage.pop_message.
+        # Optional (storage_core.backend.SupportsPop): behind ChatStorage.pop_message.
         # Under the lock, like a save: the newest row is read and deleted
         # as one step, so concurrent pops never return the same row.
         conv = (key.user_id, key.session_id, key.agent_id)
@@ -172,7 +169,7 @@ class JsonFileBackend:
         return await self._delete(user_id, session_id)
 
     async def delete_conversation(self, key: ConversationKey) -> int:
-        # Optional (storage_core.SupportsDeleteConversation): behind
+        # Optional (storage_core.backend.SupportsDeleteConversation): behind
         # ChatStorage.delete_conversation. One agent's rows, under the lock.
         conv = (key.user_id, key.session_id, key.agent_id)
         async with self._lock:

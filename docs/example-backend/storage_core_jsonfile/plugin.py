@@ -1,6 +1,6 @@
 """Step 1: tell storage_core which URL scheme this distribution serves."""
 
-from storage_core import BackendRegistry, hookimpl
+from storage_core.backend import BackendRegistry, hookimpl
 
 
 @hookimpl
