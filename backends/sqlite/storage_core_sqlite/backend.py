@@ -45,7 +45,7 @@ from .plan import (
     export_statement,
     import_params,
     indexes_taken,
-    newest_first,
+    oldest_first,
     plan_append,
     replayed_pop,
     sessions_page_statement,
@@ -229,7 +229,7 @@ class SqliteBackend:
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return newest_first(await self._read("fetch_chat", sql.NEWEST, params))
+        return oldest_first(await self._read("fetch_chat", sql.NEWEST, params))
 
     async def pop(
         self, key: ConversationKey, request_id: str | None = None, replay: bool = False
@@ -255,7 +255,7 @@ class SqliteBackend:
         self, key: ConversationKey, limit: int | None, before_index: int
     ) -> Sequence[RowValues]:
         statement, params = before_statement(key, limit, before_index)
-        return newest_first(await self._read("fetch_chat", statement, params))
+        return oldest_first(await self._read("fetch_chat", statement, params))
 
     async def _delete(
         self, what: str, statement: str, params: tuple[Any, ...], requests: str

@@ -19,8 +19,11 @@ from storage_core.backend import (
     RowValues,
     StoredRow,
     TableRow,
+    merge_sessions,
     replayed_rows,
     reused_request,
+    sessions_in_order,
+    table_rows,
 )
 
 from . import sql
@@ -129,7 +132,7 @@ class AppendPlan:
         if record is None or record[0] != "append":
             raise reused_request(req.request_id, "unknown" if record is None else record[0])
         stored = replayed_rows(req, int(record[1]), int(record[2]))
-        history = newest_first(read_rows) if req.history else None
+        history = oldest_first(read_rows) if req.history else None
         return AppendResult(stored=stored, history=history)
 
     def rows_after(self, last: Sequence[Any] | None) -> tuple[int | None, list[tuple[Any, ...]]]:
@@ -166,7 +169,7 @@ class AppendPlan:
             StoredRow(agent, start + 1 + i, r.role, r.content, r.timestamp)
             for i, r in enumerate(rows)
         ]
-        history = newest_first(read_rows) if req.history else None
+        history = oldest_first(read_rows) if req.history else None
         return AppendResult(stored=stored, history=history)
 
 
@@ -224,24 +227,19 @@ def is_duplicate_request(text: str) -> bool:
     return "UNIQUE" in text and sql.DUPLICATE_REQUEST in text
 
 
-def newest_first(rows: Sequence[Any]) -> list[RowValues]:
-    """Rows of ``sql.NEWEST`` (newest first), oldest first: the driver's
-    tuples as they are (``storage_core.backend.RowValues``)."""
+def oldest_first(rows: Sequence[Any]) -> list[RowValues]:
+    """Rows read newest first (``sql.NEWEST``, ``sql.BEFORE``), turned round
+    to oldest first: the driver's tuples as they are
+    (``storage_core.backend.RowValues``)."""
     return cast("list[RowValues]", list(reversed(rows)))
+
+
+newest_first = oldest_first  # the old name, until every engine says oldest_first
 
 
 def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
     """Rows of ``sql.SESSIONS`` -> one SessionInfo per session."""
-    merged: dict[str, tuple[list[str], int, int]] = {}
-    for session_id, agent_id, count, last in rows:
-        # The first row's timestamp as the start: a legacy row's may be negative.
-        agents, total, latest = merged.get(session_id, ([], 0, int(last)))
-        agents.append(str(agent_id))
-        merged[session_id] = (agents, total + int(count), max(latest, int(last)))
-    return [
-        SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
-        for sid, (agents, total, latest) in merged.items()
-    ]
+    return merge_sessions(rows)
 
 
 def sessions_page_statement(
@@ -258,7 +256,7 @@ def sessions_page_statement(
 def to_sessions_page(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
     """Rows of ``sql.SESSIONS_PAGE_*`` -> the page's SessionInfos, in
     ``list_sessions`` order (newest activity first, then session id)."""
-    return sorted(to_sessions(rows), key=lambda s: (-s.last_timestamp, s.session_id))
+    return sessions_in_order(merge_sessions(rows))
 
 
 def within_statement(
@@ -309,7 +307,4 @@ def import_params(rows: Iterable[TableRow]) -> list[tuple[Any, ...]]:
 
 def to_table_rows(rows: Iterable[Sequence[Any]]) -> list[TableRow]:
     """Rows of ``sql.EXPORT_*`` -> TableRow."""
-    return [
-        TableRow(str(u), str(s), str(a), int(i), str(r), str(c), int(t))
-        for u, s, a, i, r, c, t in rows
-    ]
+    return table_rows(rows)

@@ -157,11 +157,7 @@ ORDER BY message_index DESC LIMIT ?"""
 """(user, session, agent, limit): the newest ``limit`` rows (-1: all), NEWEST FIRST.
 
 Walking the primary key backwards needs no sort; callers reverse the rows
-(``plan.from_newest``)."""
-
-SINCE = f"""SELECT {_COLUMNS} FROM conversations
-WHERE {_CONV} AND message_index > ? ORDER BY message_index"""
-"""(user, session, agent, index): rows after ``index``, oldest first."""
+(``plan.oldest_first``)."""
 
 SESSION = f"SELECT {_COLUMNS} FROM conversations WHERE user_id = ? AND session_id = ?"
 """(user, session): every row of a session, any order."""
