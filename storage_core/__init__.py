@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._backend import REQUESTS_REMEMBERED, Capabilities
 from ._factory import make_storage
@@ -40,6 +40,116 @@ from .errors import (
     TransientError,
     ValidationError,
 )
+
+if TYPE_CHECKING:  # the moved names, typed, while the old paths still work
+    from .backend import (
+        REDACTED as REDACTED,
+    )
+    from .backend import (
+        AppendRequest as AppendRequest,
+    )
+    from .backend import (
+        AppendResult as AppendResult,
+    )
+    from .backend import (
+        Backend as Backend,
+    )
+    from .backend import (
+        BackendFactory as BackendFactory,
+    )
+    from .backend import (
+        BackendRegistry as BackendRegistry,
+    )
+    from .backend import (
+        BackendSpec as BackendSpec,
+    )
+    from .backend import (
+        ConversationKey as ConversationKey,
+    )
+    from .backend import (
+        MemoryBackend as MemoryBackend,
+    )
+    from .backend import (
+        NewRow as NewRow,
+    )
+    from .backend import (
+        RowValues as RowValues,
+    )
+    from .backend import (
+        Secret as Secret,
+    )
+    from .backend import (
+        StorageURL as StorageURL,
+    )
+    from .backend import (
+        StoredRow as StoredRow,
+    )
+    from .backend import (
+        SupportsDeleteConversation as SupportsDeleteConversation,
+    )
+    from .backend import (
+        SupportsPaging as SupportsPaging,
+    )
+    from .backend import (
+        SupportsPop as SupportsPop,
+    )
+    from .backend import (
+        TableRow as TableRow,
+    )
+    from .backend import (
+        TableTools as TableTools,
+    )
+    from .backend import (
+        assign_timestamps as assign_timestamps,
+    )
+    from .backend import (
+        drop_consecutive_roles as drop_consecutive_roles,
+    )
+    from .backend import (
+        hookimpl as hookimpl,
+    )
+    from .backend import (
+        keep_count as keep_count,
+    )
+    from .backend import (
+        newest as newest,
+    )
+    from .backend import (
+        parse_url as parse_url,
+    )
+    from .backend import (
+        prefix_agent as prefix_agent,
+    )
+    from .backend import (
+        redact_text as redact_text,
+    )
+    from .backend import (
+        replayed_rows as replayed_rows,
+    )
+    from .backend import (
+        reused_request as reused_request,
+    )
+    from .plugins import (
+        BLOCK_ENV as BLOCK_ENV,
+    )
+    from .plugins import (
+        ENTRY_POINT_GROUP as ENTRY_POINT_GROUP,
+    )
+    from .plugins import (
+        build_registry as build_registry,
+    )
+    from .plugins import (
+        get_plugin_manager as get_plugin_manager,
+    )
+    from .plugins import (
+        load_failures as load_failures,
+    )
+    from .plugins import (
+        register_plugin as register_plugin,
+    )
+    from .plugins import (
+        unregister_plugin as unregister_plugin,
+    )
 
 __version__ = "0.1.0"
 

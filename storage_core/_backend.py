@@ -347,5 +347,9 @@ class TableTools(Protocol):
         ``before_timestamp``; return how many rows were deleted."""
 
     async def describe(self) -> dict[str, object]:
-        """Facts for ``doctor``: at least ``schema_version`` (int or None) and
-        ``indexes`` (names of the indexes on ``conversations``)."""
+        """Facts for ``doctor``: at least ``schema_version`` (int or None),
+        ``indexes`` (names of the indexes on ``conversations``) and
+        ``problems``, a list of what the backend found wrong, as sentences
+        (a missing index, a schema older or newer than it writes, ...; empty
+        when all is well). ``doctor`` prints every fact and every problem and
+        fails when there is one; it knows nothing of any backend's schema."""

@@ -243,5 +243,6 @@ class MemoryBackend:
             "schema_version": None,
             "indexes": [],
             "server": "in-process memory",
+            "problems": [],
             "row_count": sum(len(rows) for rows in self._store.conversations.values()),
         }

@@ -50,6 +50,7 @@ from storage_core_sqlite.plan import (
     plan_append,
     replayed_pop,
     rest_of_window,
+    schema_problems,
     sessions_page_statement,
     to_sessions,
     to_sessions_page,
@@ -429,10 +430,13 @@ class LibsqlBackend:
             write=False,
         )
         version, indexes, count = (_tuples(r) for r in results)
+        schema_version = int(version[0][0]) if version else None
+        names = [str(row[0]) for row in indexes]
         return {
             "row_count": int(count[0][0]),
-            "schema_version": int(version[0][0]) if version else None,
-            "indexes": [str(row[0]) for row in indexes],
+            "schema_version": schema_version,
+            "indexes": names,
+            "problems": schema_problems(schema_version, names),
             "server": f"libSQL server {self._writer.endpoint.shown}",
         }
 

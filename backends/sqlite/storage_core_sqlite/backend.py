@@ -48,6 +48,7 @@ from .plan import (
     oldest_first,
     plan_append,
     replayed_pop,
+    schema_problems,
     sessions_page_statement,
     to_sessions,
     to_sessions_page,
@@ -312,10 +313,13 @@ class SqliteBackend:
         version = await self._read("describe", sql.READ_SCHEMA_VERSION, ())
         indexes = await self._read("describe", sql.INDEXES, ())
         count = await self._read("describe", sql.ROW_COUNT, ())
+        schema_version = int(version[0][0]) if version else None
+        names = [str(row[0]) for row in indexes]
         return {
             "row_count": int(count[0][0]),
-            "schema_version": int(version[0][0]) if version else None,
-            "indexes": [str(row[0]) for row in indexes],
+            "schema_version": schema_version,
+            "indexes": names,
+            "problems": schema_problems(schema_version, names),
             "server": f"SQLite {sqlite3.sqlite_version} (file {self.path})",
         }
 

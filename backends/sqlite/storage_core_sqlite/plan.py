@@ -211,6 +211,17 @@ def replayed_pop(record: Sequence[Any], request_id: str) -> RowValues:
     return (str(record[3]), int(record[1]), str(record[4]), str(record[5]), int(record[6]))
 
 
+def schema_problems(version: int | None, indexes: Sequence[str]) -> list[str]:
+    """What ``doctor`` reports for a database of this family: a schema version
+    other than the one this package writes, a missing index."""
+    problems = []
+    if version != sql.SCHEMA_VERSION:
+        problems.append(f"schema version {version}, this package writes {sql.SCHEMA_VERSION}")
+    if sql.LOOKUP_INDEX not in indexes:
+        problems.append(f"index {sql.LOOKUP_INDEX} on conversations is missing")
+    return problems
+
+
 def check_schema_version(version: int | None) -> None:
     """Refuse a database written by a newer release (its schema version is
     above ``sql.SCHEMA_VERSION``); older ones are upgraded by ``sql.SCHEMA``."""

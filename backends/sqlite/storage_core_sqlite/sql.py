@@ -15,6 +15,9 @@ SCHEMA_VERSION = 2
 ``initialize()`` upgrades 1 (and a database with no version: agent-squad's)
 to 2 in place and refuses a newer one."""
 
+LOOKUP_INDEX = "idx_conversations_lookup"
+"""agent-squad's index on (user_id, session_id, agent_id)."""
+
 # Remembered write requests per conversation (storage_core.REQUESTS_REMEMBERED).
 REQUESTS_REMEMBERED = 100
 
@@ -31,7 +34,7 @@ SCHEMA: tuple[str, ...] = (
     timestamp INTEGER NOT NULL,
     PRIMARY KEY (user_id, session_id, agent_id, message_index)
 )""",
-    """CREATE INDEX IF NOT EXISTS idx_conversations_lookup
+    f"""CREATE INDEX IF NOT EXISTS {LOOKUP_INDEX}
     ON conversations(user_id, session_id, agent_id)""",
     # Additive: records the schema version storage_core wrote.
     """CREATE TABLE IF NOT EXISTS storage_core_meta (
