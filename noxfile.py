@@ -30,7 +30,7 @@ nox.options.sessions = [
     "integrations",
 ]
 
-CORE = ("-e", ".", "-e", "conformance_tests")
+CORE = ("-e", ".[cli]", "-e", "conformance_tests")
 BACKENDS = {
     "sqlite": ("-e", "backends/sqlite"),
     "postgres": ("-e", "backends/postgres"),

@@ -570,15 +570,46 @@ def _at_line(exc: ValidationError, numbers: list[int] | None) -> ValidationError
     return ValidationError(f"line {numbers[int(match.group(1))]}{text[match.end():]}")
 
 
-async def _copy(args: Any, out: TextIO) -> int:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
+class _NoBar:
+    """Stands in for rich's progress bar when rich is not installed."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _progress(total: object, quiet: bool) -> Any:
+    """rich's progress bar for ``copy``, or none without the ``cli`` extra."""
+    try:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+    except ImportError:
+        if not quiet:
+            print("storage-core: no progress bar without rich "
+                  "(pip install 'storage-core[cli]')", file=sys.stderr)
+        return _NoBar()
+    return Progress(
+        TextColumn("copying"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]} msg/s, {task.fields[inserted]} new"),
+        TimeElapsedColumn(), console=_console(), transient=False,
+        disable=quiet,
     )
 
+
+async def _copy(args: Any, out: TextIO) -> int:
     with _blame("source"):
         opening_source = _open(args.source, create=False)
     async with contextlib.AsyncExitStack() as stack:
@@ -588,12 +619,7 @@ async def _copy(args: Any, out: TextIO) -> int:
         with _blame("target"):
             target = await stack.enter_async_context(_open(args.target, create=True))
         started = time.monotonic()
-        with Progress(
-            TextColumn("copying"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]} msg/s, {task.fields[inserted]} new"),
-            TimeElapsedColumn(), console=_console(), transient=False,
-            disable=args.quiet,
-        ) as bar:
+        with _progress(total, args.quiet) as bar:
             task = bar.add_task("copy", total=total if isinstance(total, int) else None,
                                 rate="-", inserted=0)
 

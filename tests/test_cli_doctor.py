@@ -66,3 +66,17 @@ def test_doctor_is_healthy_when_the_backend_finds_nothing(tmp_path: Any) -> None
     assert main(["demo", url], out=io.StringIO()) == 0
     assert main(["doctor", url], out=out) == 0
     assert out.getvalue().rstrip().endswith("healthy")
+
+
+def test_copy_works_without_rich(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """rich is the ``cli`` extra: without it ``copy`` copies, with no bar."""
+    source, target = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
+    assert main(["demo", source], out=io.StringIO()) == 0
+    for name in [m for m in sys.modules if m == "rich" or m.startswith("rich.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "rich", None)  # import rich -> ImportError
+    out = io.StringIO()
+    assert main(["copy", source, target], out=out) == 0
+    assert "copied" in out.getvalue() and "inserted" in out.getvalue()
+    assert "no progress bar without rich" in capsys.readouterr().err
