@@ -156,7 +156,7 @@ def example_plugin(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks (issue 6): ours vs the raw drivers vs agent-squad's SqlChatStorage.
+    """Benchmarks: ours vs the raw drivers vs agent-squad's SqlChatStorage.
 
     Not run by CI. ``nox -s bench -- --quick`` for a smoke run; other options
     after ``--`` go to ``python -m benchmarks`` (``--help`` lists them).
@@ -171,7 +171,7 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def faults(session: nox.Session) -> None:
-    """The fault-injection suite (issue 5) against real servers: a private
+    """The fault-injection suite against real servers: a private
     PostgreSQL cluster stopped and restarted, sqld killed, SQLite writers killed.
 
     Needs PostgreSQL's server binaries (``initdb``, ``pg_ctl``); sqld comes from

@@ -1,4 +1,4 @@
-"""The fault-injection suite (issue 5): real servers, real faults, exact counts.
+"""The fault-injection suite: real servers, real faults, exact counts.
 
 Run with ``nox -s faults`` (CI runs it) or ``pytest faults``. Each scenario
 prints one line of figures (operations attempted, acknowledged, failed, lost,

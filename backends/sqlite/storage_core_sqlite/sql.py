@@ -245,9 +245,9 @@ a plain (deferred) ``BEGIN`` it takes the write lock before anything is read.
 
 libsql-client wraps a batch in ``BEGIN`` ... ``COMMIT``; a batch that starts
 with a read and then writes must upgrade its read snapshot, which fails with
-``SQLITE_BUSY`` whenever another writer committed in between (measured on sqld
-0.24: 160 saves from 16 concurrent writers met 67 to 241 such errors). Starting
-with this statement makes sqld queue the batch on the write lock instead (none).
+``SQLITE_BUSY`` whenever another writer committed in between (often, under
+concurrent writers: docs/performance.md has the figures). Starting with this
+statement makes sqld queue the batch on the write lock instead.
 """
 
 # -- whole-table tools (export, import, prune, doctor) ---------------------

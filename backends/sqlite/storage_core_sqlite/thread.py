@@ -1,10 +1,10 @@
 """Running a whole unit of work on an aiosqlite connection's thread in one call.
 
 aiosqlite sends every ``execute``, ``fetchone`` and ``commit`` to the
-connection's thread and waits for the answer: a trip of 30-70 us on the
-machines we measured, more than SQLite needs to run the statement. A save is
-five or six such calls (begin, insert, trim, read, commit), so it cost several
-times a single ``execute``. Here the whole transaction is one function that
+connection's thread and waits for the answer, a trip that costs more than
+SQLite needs to run the statement (docs/performance.md). A save is five or
+six such calls (begin, insert, trim, read, commit). Here the whole
+transaction is one function that
 runs on that thread against the ``sqlite3`` connection, and the event loop
 waits for it once.
 
