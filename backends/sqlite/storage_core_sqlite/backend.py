@@ -380,13 +380,15 @@ def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> AppendResult:
             if record is not None:
                 read_rows = db.execute(*history[0]).fetchall() if history else []
                 return plan.replayed(record, read_rows)
-        db.execute(*plan.record)
     if plan.single:
         last_index, inserted = indexes_taken(db.execute(*plan.returning_insert()).fetchall())
     else:
         # A batch: the last row once, then plain inserts at known indexes.
         last_index, params = plan.rows_after(db.execute(sql.LAST_ROW, plan.conversation).fetchone())
         inserted = db.executemany(sql.INSERT_AT, params).rowcount
+    if plan.record is not None and inserted:
+        # Interactive: the record takes what the inserts reported.
+        db.execute(*plan.record_of(last_index, inserted))
     if plan.trim is not None:
         db.execute(*plan.trim)
     read_rows = db.execute(*plan.read).fetchall() if plan.read is not None else []

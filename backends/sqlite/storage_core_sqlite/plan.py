@@ -111,6 +111,13 @@ class AppendPlan:
         read_rows = results[-1] if self.read is not None else []
         return self.result(last_index, count, read_rows)
 
+    def record_of(self, last_index: int | None, inserted: int) -> Statement:
+        """The record for an engine that has run the inserts and knows the
+        last index before them and how many rows they stored (cheaper than
+        ``record``, which computes both in SQL before the inserts)."""
+        first = 0 if last_index is None else last_index + 1
+        return (sql.RECORD_KNOWN, (*self.conversation, self.request.request_id, first, inserted))
+
     @property
     def replay_reads(self) -> list[Statement]:
         """For a request whose id was recorded before: read the record (see

@@ -43,7 +43,8 @@ SCHEMA: tuple[str, ...] = (
 )""",
     # Version 2, additive: the request ids of recent writes, for exactly-once
     # writes. ``seq`` numbers a conversation's records; a trigger keeps the
-    # newest REQUESTS_REMEMBERED of them (one range delete on the key).
+    # newest REQUESTS_REMEMBERED of them (one range delete on the key, every
+    # 16th record: at most 15 more are kept meanwhile).
     """CREATE TABLE IF NOT EXISTS storage_core_requests (
     user_id TEXT NOT NULL,
     session_id TEXT NOT NULL,
@@ -60,7 +61,7 @@ SCHEMA: tuple[str, ...] = (
     UNIQUE (user_id, session_id, agent_id, request_id)
 ) WITHOUT ROWID""",
     f"""CREATE TRIGGER IF NOT EXISTS storage_core_requests_bound
-AFTER INSERT ON storage_core_requests BEGIN
+AFTER INSERT ON storage_core_requests WHEN NEW.seq % 16 = 0 BEGIN
     DELETE FROM storage_core_requests
     WHERE user_id = NEW.user_id AND session_id = NEW.session_id
       AND agent_id = NEW.agent_id AND seq <= NEW.seq - {REQUESTS_REMEMBERED};
@@ -303,6 +304,12 @@ FROM (SELECT COALESCE(MAX(message_index), -1) + 1 AS next, {skip} AS skip
       FROM conversations WHERE {_REQ_CONV}) AS b
 WHERE ?5 - b.skip > 0"""
 
+
+RECORD_KNOWN = f"""INSERT INTO storage_core_requests
+    (user_id, session_id, agent_id, seq, request_id, kind, first_index, row_count)
+VALUES (?1, ?2, ?3, {_NEXT_SEQ}, ?4, 'append', ?5, ?6)"""
+"""(user, session, agent, request_id, first index, row count): the record of
+an append whose stored rows are known (an engine that reads between statements)."""
 
 RECORD_POP = f"""INSERT INTO storage_core_requests
     (user_id, session_id, agent_id, seq, request_id, kind, first_index, row_count,
