@@ -11,6 +11,7 @@ reason, what needs more.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -94,8 +95,17 @@ class JsonFileBackend:
         self._lock = asyncio.Lock()
 
     async def _commit(self, data: Conversations) -> None:
+        # The thread cannot be stopped: if the caller is cancelled, wait for
+        # it (still under the lock, so the next change does not race it), so
+        # that the file and ``_data`` agree either way.
+        save = asyncio.ensure_future(asyncio.to_thread(_save, self.path, data))
         try:
-            await asyncio.to_thread(_save, self.path, data)
+            await asyncio.shield(save)
+        except asyncio.CancelledError:
+            with contextlib.suppress(OSError):
+                await save
+                self._data = data
+            raise
         except OSError as exc:
             raise StorageError(f"cannot write {self.path!r}: {exc}") from exc
         self._data = data  # only after the file holds it: all or nothing
