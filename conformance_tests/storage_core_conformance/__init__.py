@@ -39,18 +39,32 @@ Fixtures
     The backend's :class:`storage_core.Capabilities`.
 ``fresh_ids`` (provided)
     A :class:`FreshIds` namespace: ``fresh_ids("user")``, ``fresh_ids.conv()``.
+``raw_rows`` (optional override, default: ``memory://`` only, else None)
+    A :data:`RawRows` reader, ``async (storage, conversation) -> [(message_index,
+    role, content, timestamp), ...]``, reading the table with your driver; the
+    stored-format test compares the JSON text with what storage_core writes.
+
+The provided fixtures (``storage_factory``, ``backend_capabilities``,
+``fresh_ids``) must not be overridden, the storages must be of the backend
+``storage_url`` names, and a skip, skipif or xfail mark on the class (or
+module) waives the suite: each fails a guard test.
 
 Class attributes
 ----------------
 ``known_failures: ClassVar[dict[str, str]]``
-    Test name (``test_x`` or ``test_x[param]``) -> reason. Each is a strict
-    xfail: when the backend is fixed the test fails until the entry goes.
-    Overriding or deleting a ``test_*`` method fails a guard test instead.
+    Test name (``test_x``, or ``test_x[param]`` for a parametrised test: one
+    parametrisation per entry) -> reason. Each is a strict xfail: when the
+    backend is fixed the test fails until the entry goes. The model-based
+    test cannot be waived. Overriding or deleting a ``test_*`` method fails a
+    guard test instead.
 
 Environment
 -----------
 ``STORAGE_CORE_CONFORMANCE_EXAMPLES``
     Examples of the Hypothesis state machine (default 200 with ``CI`` set, else 50).
+``STORAGE_CORE_CONFORMANCE_STATS``
+    Set to print how the state machine's calls were distributed (by call, and
+    on conversations of 6+ messages) at the end of the run.
 
 Marker
 ------

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from storage_core import Capabilities, Limits, TableRow, TableTools, ValidationError
+from storage_core import Capabilities, Limits, ValidationError
+from storage_core.backend import TableRow, TableTools
 
 from ._support import Conversation, FreshIds, StorageFactory, TimedStorage, msg
 

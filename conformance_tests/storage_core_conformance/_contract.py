@@ -10,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from storage_core import (
-    ClosedError,
-    ConfigurationError,
-    Message,
-    SessionInfo,
-    SupportsDeleteConversation,
-    ValidationError,
-)
+from storage_core import ClosedError, ConfigurationError, Message, SessionInfo, ValidationError
+from storage_core.backend import SupportsDeleteConversation
 
 from ._support import FreshIds, StorageFactory, msg, requires, summary, texts
 

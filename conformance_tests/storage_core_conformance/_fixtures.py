@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from storage_core import Backend, Capabilities, ConversationKey, MemoryBackend, make_storage
+from storage_core import Capabilities, make_storage
+from storage_core.backend import Backend, ConversationKey, MemoryBackend
 
 from ._support import (
     CAPABILITY_NAMES,

@@ -17,7 +17,8 @@ from typing import Any
 
 import pytest
 
-from storage_core import ConfigurationError, StoredMessage, SupportsPop, make_storage
+from storage_core import ConfigurationError, StoredMessage, make_storage
+from storage_core.backend import SupportsPop
 
 from ._support import (
     Conversation,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from storage_core import TableRow, TableTools
+from storage_core.backend import TableRow, TableTools
 
 from ._support import FreshIds, RawRows, StorageFactory
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from storage_core import TableRow, TableTools
+from storage_core.backend import TableRow, TableTools
 
 from ._support import FreshIds, StorageFactory, TimedStorage, requires
 

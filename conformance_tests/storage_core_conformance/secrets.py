@@ -32,7 +32,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from storage_core import TableTools, make_storage, parse_url, redact_text
+from storage_core import make_storage
+from storage_core.backend import TableTools, parse_url, redact_text
 from storage_core.cli import main as cli_main
 
 __all__ = ["secret_leaks", "url_shape_leaks", "url_shapes"]

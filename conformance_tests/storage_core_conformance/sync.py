@@ -12,7 +12,8 @@ import os
 import secrets
 import threading
 
-from storage_core import ClosedError, StoredMessage, TableRow
+from storage_core import ClosedError, StoredMessage
+from storage_core.backend import TableRow
 from storage_core.sync import SyncChatStorage
 
 __all__ = ["check_every_method", "hammer", "open_files", "open_sockets"]

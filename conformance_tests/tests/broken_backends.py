@@ -284,8 +284,8 @@ class ReencodingBackend(MemoryBackend):
 
 
 class FileSharedBackend(MemoryBackend):
-    """Keeps its rows in a file every process reads, yet declares itself
-    neither shared across processes nor persistent (to skip those tests)."""
+    """Keeps its rows in a file that outlives it, yet declares itself
+    neither persistent nor shared across processes (to skip those tests)."""
 
     capabilities = Capabilities(shared_across_processes=False, persistent=False)
 
