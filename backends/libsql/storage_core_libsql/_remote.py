@@ -44,7 +44,6 @@ from storage_core_sqlite.plan import (
     check_schema_version,
     export_statement,
     import_params,
-    indexes_taken,
     is_duplicate_request,
     newest_first,
     plan_append,
@@ -304,19 +303,8 @@ class LibsqlBackend:
 
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request, budgeted=True)
-        if plan.record is None and len(request.rows) == 1 and plan.trim is None and (
-            plan.read is None
-        ):
-            # One statement is a transaction by itself (it reads the last row
-            # and inserts in one step; SQLite refuses the write with BUSY if
-            # another writer committed in between): no BEGIN, lock or COMMIT
-            # steps around it.
-            text, args = plan.returning_insert()
-            rows = await self._writer.query("append", text, args, write=True)
-            return plan.result(*indexes_taken(rows), [])
-        statements = [(sql.TAKE_WRITE_LOCK, ()), *plan.statements()]
         try:
-            results = await self._writer.batch("append", statements, write=True)
+            results = await self._writer.batch("append", plan.statements(), write=True)
         except StorageError as exc:
             # The request id was recorded: an earlier try was committed.
             if plan.record is None or not is_duplicate_request(str(exc)):
@@ -325,14 +313,13 @@ class LibsqlBackend:
             record = _tuples(replay[0])
             return plan.replayed(record[0] if record else None,
                                  _tuples(replay[1]) if request.history else [])
-        parts = [_tuples(result) for result in results[1:]]
+        parts = [_tuples(result) for result in results]
+        history = None
         if plan.read is not None:
-            k = request.key
-            parts[-1] = await self._window(
-                self._writer, "append", (k.user_id, k.session_id, k.agent_id),
-                request.history_limit, parts[-1],
+            history = await self._window(
+                self._writer, "append", plan.conversation, request.history_limit, parts[-1]
             )
-        return plan.batch_result(parts)
+        return plan.batch_result(parts, history)
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         return await self._newest("fetch_chat", key, limit, None)

@@ -373,13 +373,12 @@ def _run_pop(
 
 def _run_append(db: sqlite3.Connection, plan: AppendPlan) -> AppendResult:
     """The statements of one save, inside the caller's transaction."""
-    if plan.record is not None:
-        if plan.request.replay:
-            first, *history = plan.replay_reads
-            record = db.execute(*first).fetchone()
-            if record is not None:
-                read_rows = db.execute(*history[0]).fetchall() if history else []
-                return plan.replayed(record, read_rows)
+    if plan.record is not None and plan.request.replay:
+        first, *history = plan.replay_reads
+        record = db.execute(*first).fetchone()
+        if record is not None:
+            read_rows = db.execute(*history[0]).fetchall() if history else []
+            return plan.replayed(record, read_rows)
     if plan.single:
         last_index, inserted = indexes_taken(db.execute(*plan.returning_insert()).fetchall())
     else:

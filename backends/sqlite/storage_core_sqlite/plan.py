@@ -90,11 +90,17 @@ class AppendPlan:
         return 1 if rows <= 1 else -(-rows // sql.ROWS_PER_INSERT)
 
     def statements(self) -> list[Statement]:
-        """Every statement, for a remote batch: the record if any, `inserts`,
-        then trim and read if any; `batch_result` reads their results."""
-        out = [self.record] if self.record is not None else []
-        if self.record is not None and self.request.replay:
-            out.insert(0, (sql.PROBE_REQUEST, (*self.conversation, self.request.request_id)))
+        """Every statement of the save as one batch, for an engine that cannot
+        read between statements (a libSQL server): ``sql.TAKE_WRITE_LOCK``, the
+        probe of a replayed request id, the record, `inserts`, then trim and
+        read if any. `batch_result` reads their results; a replayed request
+        whose id was recorded fails the batch on the UNIQUE constraint
+        (`is_duplicate_request`), and `replay_reads` then read its outcome."""
+        out: list[Statement] = [(sql.TAKE_WRITE_LOCK, ())]
+        if self.record is not None:
+            if self.request.replay:
+                out.append((sql.PROBE_REQUEST, (*self.conversation, self.request.request_id)))
+            out.append(self.record)
         out.extend(self.inserts())
         if self.trim is not None:
             out.append(self.trim)
@@ -102,14 +108,20 @@ class AppendPlan:
             out.append(self.read)
         return out
 
-    def batch_result(self, results: Sequence[Sequence[Sequence[Any]]]) -> AppendResult:
+    def batch_result(
+        self,
+        results: Sequence[Sequence[Sequence[Any]]],
+        history: Sequence[Sequence[Any]] | None = None,
+    ) -> AppendResult:
         """The result from the rows each statement of `statements` returned,
-        in order."""
-        first = 0 if self.record is None else 2 if self.request.replay else 1
+        in order; ``history``, if given, replaces the read's rows (a window
+        the engine completed in further reads)."""
+        first = 1 + (0 if self.record is None else 2 if self.request.replay else 1)
         inserted = results[first : first + self.insert_count]
         last_index, count = indexes_taken(row for rows in inserted for row in rows)
-        read_rows = results[-1] if self.read is not None else []
-        return self.result(last_index, count, read_rows)
+        if history is None:
+            history = results[-1] if self.read is not None else []
+        return self.result(last_index, count, history)
 
     def record_of(self, last_index: int | None, inserted: int) -> Statement:
         """The record for an engine that has run the inserts and knows the
