@@ -25,11 +25,12 @@ class RetryPolicy:
 
     At most ``attempts`` tries in all, waiting a random time up to
     ``initial_delay * 2**n`` (capped at ``max_delay``) between them, and never
-    starting a try after ``deadline`` seconds. A write whose failure was
-    *ambiguous* (the connection died after the request was sent) is not
-    repeated, since it may have been committed: it raises at once with
-    ``TransientError.ambiguous`` set. ``RetryPolicy(attempts=1)`` turns
-    retries off.
+    starting a try after ``deadline`` seconds. Every write carries a request
+    id on a backend with exactly-once writes, so it is repeated like a read;
+    on a backend without them, a write whose failure was *ambiguous* (the
+    connection died after the request was sent) is not repeated, since it may
+    have been committed: it raises at once with ``TransientError.ambiguous``
+    set. ``RetryPolicy(attempts=1)`` turns retries off.
     """
 
     attempts: int = 5
@@ -51,15 +52,18 @@ class RetryPolicy:
         """The wait before try ``attempt + 1`` (``attempt`` counts from 1)."""
         return random.uniform(0, min(self.max_delay, self.initial_delay * 2 ** (attempt - 1)))
 
-    async def run(self, call: Callable[[], Awaitable[T]], *, what: str, write: bool) -> T:
-        """Run ``call``, repeating it on transient failures as the policy allows."""
+    async def run(
+        self, call: Callable[[], Awaitable[T]], *, what: str, idempotent: bool = True
+    ) -> T:
+        """Run ``call``, repeating it on transient failures as the policy allows;
+        a call that is not ``idempotent`` is not repeated after an ambiguous one."""
         started = time.monotonic()
         attempt = 1
         while True:
             try:
                 return await call()
             except TransientError as exc:
-                if write and exc.ambiguous:
+                if exc.ambiguous and not idempotent:
                     raise
                 pause = self.delay(attempt)
                 elapsed = time.monotonic() - started

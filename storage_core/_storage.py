@@ -192,7 +192,7 @@ class ChatStorage:
         """
         if self._closed:
             raise ClosedError(f"{self!r} is closed")
-        await self._call("initialize", _nothing, write=False)
+        await self._call("initialize", _nothing)
 
     async def close(self) -> None:
         """Release connections. Idempotent; any later call raises ClosedError."""
@@ -200,7 +200,7 @@ class ChatStorage:
             return
         self._closed = True
         try:
-            await self._call("close", self._backend.close, write=False, retry=False,
+            await self._call("close", self._backend.close, retry=False,
                              connect=False)
         finally:
             with self._guard:
@@ -322,7 +322,8 @@ class ChatStorage:
         if not rows:
             return await self.fetch_chat(user_id, session_id, agent_id, max_history_size)
         result = await self._append(key, rows, keep, given, history=True)
-        assert result.history is not None, "backend returned no history"
+        if result.history is None:
+            raise StorageError(f"{self!r}: the backend returned no history for a save")
         return self._window(result.history)
 
     def _prepare(
@@ -369,7 +370,8 @@ class ChatStorage:
         await self._ensure_ready()
         backend = self._backend
         if not backend.capabilities.exactly_once:
-            return await self._call("append", lambda: backend.append(request), write=True)
+            return await self._call("append", lambda: backend.append(request),
+                                    idempotent=False)
 
         def attempt(replay: bool, rid: str) -> Awaitable[AppendResult]:
             return backend.append(dataclasses.replace(request, request_id=rid, replay=replay))
@@ -416,7 +418,7 @@ class ChatStorage:
                 raise
 
         try:
-            return await self._call(what, once, write=False)
+            return await self._call(what, once)
         except TransientError as exc:
             exc.ambiguous = exc.ambiguous or ambiguous
             exc.request_id = rid
@@ -450,7 +452,8 @@ class ChatStorage:
 
             row = await self._write("pop_message", attempt, given)
         else:
-            row = await self._call("pop_message", lambda: backend.pop(key), write=True)
+            row = await self._call("pop_message", lambda: backend.pop(key),
+                                   idempotent=False)
         if row is None:
             return None
         return self._messages([row])[0]
@@ -493,7 +496,6 @@ class ChatStorage:
         await self._ensure_ready()
         rows = await self._call(
             "fetch_all_chats", lambda: self._backend.fetch_session(user_id, session_id),
-            write=False,
         )
         # (agent_id, message_index, role, content, timestamp) by (timestamp,
         # agent_id, message_index); content decoded (and prefixed) when read.
@@ -507,15 +509,13 @@ class ChatStorage:
         """The rows of ``fetch_chat``: the newest ``limit`` below ``before``."""
         backend = self._backend
         if before is None or before > MAX_INDEX:  # no index is that high: all are below
-            return await self._call("fetch_chat", lambda: backend.fetch(key, limit), write=False)
+            return await self._call("fetch_chat", lambda: backend.fetch(key, limit))
         if isinstance(backend, SupportsPaging):
             return await self._call(
-                "fetch_chat", lambda: backend.fetch_before(key, limit, before), write=False
-            )
+                "fetch_chat", lambda: backend.fetch_before(key, limit, before))
         # A backend without paged reads: the whole conversation, cut here.
         everything = await self._call(
-            "fetch_chat", lambda: backend.fetch(key, None), write=False
-        )
+            "fetch_chat", lambda: backend.fetch(key, None))
         return rows_before(everything, limit, before)
 
     async def list_sessions(
@@ -545,12 +545,10 @@ class ChatStorage:
             page = await self._call(
                 "list_sessions",
                 lambda: backend.list_sessions_page(user_id, page_limit, cursor),
-                write=False,
             )
             return list(page)
         sessions = await self._call(
-            "list_sessions", lambda: backend.list_sessions(user_id), write=False
-        )
+            "list_sessions", lambda: backend.list_sessions(user_id))
         return sessions_page(sessions, page_limit, cursor)
 
     async def delete_session(self, user_id: str, session_id: str) -> int:
@@ -560,7 +558,6 @@ class ChatStorage:
         await self._ensure_ready()
         return await self._call(
             "delete_session", lambda: self._backend.delete_session(user_id, session_id),
-            write=False,
         )
 
     async def delete_conversation(self, user_id: str, session_id: str, agent_id: str) -> int:
@@ -579,16 +576,14 @@ class ChatStorage:
             )
         await self._ensure_ready()
         return await self._call(
-            "delete_conversation", lambda: backend.delete_conversation(key), write=False
-        )
+            "delete_conversation", lambda: backend.delete_conversation(key))
 
     async def delete_user(self, user_id: str) -> int:
         """Delete all of a user's messages; returns how many."""
         user_id = check_id("user_id", user_id, self._limits)
         await self._ensure_ready()
         return await self._call(
-            "delete_user", lambda: self._backend.delete_user(user_id), write=False
-        )
+            "delete_user", lambda: self._backend.delete_user(user_id))
 
     # -- whole-table tools (the CLI's data commands) ----------------------
 
@@ -608,8 +603,7 @@ class ChatStorage:
         after: TableRow | None = None
         while True:
             page = await self._call(
-                "export", functools.partial(tools.export_rows, after, batch_size), write=False
-            )
+                "export", functools.partial(tools.export_rows, after, batch_size))
             for row in page:
                 yield row
             if len(page) < batch_size:
@@ -626,7 +620,7 @@ class ChatStorage:
         if not checked:
             return 0
         await self._ensure_ready()
-        return await self._call("import", lambda: tools.import_rows(checked), write=False)
+        return await self._call("import", lambda: tools.import_rows(checked))
 
     async def prune(self, before_timestamp: int) -> int:
         """Delete every conversation whose newest message is older than
@@ -635,14 +629,14 @@ class ChatStorage:
         if check_timestamp(before_timestamp, "before_timestamp") is None:
             raise ValidationError("before_timestamp is required")
         await self._ensure_ready()
-        return await self._call("prune", lambda: tools.prune(before_timestamp), write=False)
+        return await self._call("prune", lambda: tools.prune(before_timestamp))
 
     async def describe(self) -> dict[str, object]:
         """What the backend reports about its database: ``schema_version``,
         ``indexes``, ``server`` and anything else it knows."""
         tools = self._tools("describe")
         await self._ensure_ready()
-        return await self._call("describe", tools.describe, write=False)
+        return await self._call("describe", tools.describe)
 
     # -- plumbing ----------------------------------------------------------
 
@@ -676,16 +670,17 @@ class ChatStorage:
         what: str,
         call: Callable[[], Awaitable[T]],
         *,
-        write: bool,
+        idempotent: bool = True,
         retry: bool = True,
         connect: bool = True,
     ) -> T:
         """Run a backend call under the retry policy, translating stray errors.
 
-        ``write`` marks calls that must not be repeated after an ambiguous
-        failure: appends. Deletes, prune and import are idempotent (repeating
-        one that was committed changes nothing), so they pass ``write=False``
-        and are retried like reads. The call runs on the loop the backend's
+        ``idempotent=False`` marks a call that must not be repeated after an
+        ambiguous failure: a write on a backend without exactly-once writes.
+        Reads are idempotent, and so are deletes, prune and import (repeating
+        one that was committed changes nothing), and writes with a request id
+        (`_write`). The call runs on the loop the backend's
         connections belong to, initializing the backend first (unless
         ``connect`` is false) if it is not yet, in this loop.
         """
@@ -695,7 +690,7 @@ class ChatStorage:
 
         try:
             if retry:
-                return await self._retry.run(attempt, what=what, write=write)
+                return await self._retry.run(attempt, what=what, idempotent=idempotent)
             return await attempt()
         except StorageError as exc:
             self._scrub(exc)
