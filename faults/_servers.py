@@ -2,7 +2,7 @@
 
 Nothing here touches a shared server: PostgreSQL runs as a private cluster
 made with ``initdb`` in a temporary directory on a free port. sqld comes from
-:mod:`storage_core_libsql.testing` (a private process on its own data
+:mod:`storage_core_testing` (a private process on its own data
 directory).
 """
 
@@ -19,7 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from storage_core_libsql.testing import free_port
+from storage_core_testing import free_port
 
 __all__ = ["PgCluster", "ServerUnavailable", "find_pg_bindir"]
 

