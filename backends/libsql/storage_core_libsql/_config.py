@@ -58,8 +58,11 @@ def from_url(url: StorageURL, options: Mapping[str, Any]) -> Backend:
 
 
 def _file_backend(url: StorageURL, options: Mapping[str, Any]) -> Backend:
+    from ._embedded import is_embedded
+
+    embedded = is_embedded(url, options)
     # auth_token is accepted and ignored, as agent-squad's SqlChatStorage does.
-    unknown = set(options) - {"auth_token"}
+    unknown = set() if embedded else set(options) - {"auth_token"}
     if unknown:
         raise ConfigurationError(
             f"file: URLs take no keyword options but auth_token (ignored), got: "
@@ -82,6 +85,11 @@ def _file_backend(url: StorageURL, options: Mapping[str, Any]) -> Backend:
             )
         if not os.path.isfile(path):
             raise ConfigurationError(f"the database file {path!r} is not a file")
+    if embedded:
+        # file:local.db?sync_url=...: an embedded replica of a libSQL primary.
+        from ._embedded import EmbeddedBackend, embedded_config
+
+        return EmbeddedBackend(embedded_config(url, path, options))
     from storage_core_sqlite import SqliteBackend
 
     return SqliteBackend.with_query(

@@ -32,11 +32,11 @@ def file_rows(path: Path) -> RawRows:
     return read
 
 
-def server_rows(url: str) -> RawRows:
+def server_rows(url: str, auth_token: str | None = None) -> RawRows:
     """The ``raw_rows`` reader of a server: the table read with libsql-client."""
 
     async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
-        async with libsql_client.create_client(url) as client:
+        async with libsql_client.create_client(url, auth_token=auth_token) as client:
             result = await client.execute(SELECT, list(conv))
         return [tuple(row) for row in result.rows]
 
@@ -74,6 +74,10 @@ class TestLibsqlWebSocket(ConformanceTests):
     def storage_url(self, sqld_server: Any) -> str:
         return sqld_server.libsql_url
 
+    @pytest.fixture
+    def raw_rows(self, sqld_server: Any) -> RawRows:
+        return server_rows(sqld_server.http_url)
+
 
 class TestLibsqlAuth(ConformanceTests):
     """A server that requires a token, given as ``auth_token``."""
@@ -86,6 +90,10 @@ class TestLibsqlAuth(ConformanceTests):
     def storage_options(self, sqld_auth_server: Any) -> dict[str, Any]:
         return {"auth_token": sqld_auth_server.token}
 
+    @pytest.fixture
+    def raw_rows(self, sqld_auth_server: Any) -> RawRows:
+        return server_rows(sqld_auth_server.http_url, sqld_auth_server.token)
+
 
 class TestLibsqlReplicaWithPrimary(ConformanceTests):
     """A replica URL with its primary named: the whole contract holds."""
@@ -94,6 +102,11 @@ class TestLibsqlReplicaWithPrimary(ConformanceTests):
     def storage_url(self, sqld_replica_pair: Any) -> str:
         primary = quote(sqld_replica_pair.primary.http_url, safe="")
         return f"{sqld_replica_pair.replica.http_url}?primary={primary}"
+
+    @pytest.fixture
+    def raw_rows(self, sqld_replica_pair: Any) -> RawRows:
+        """Read on the primary: what the writes stored."""
+        return server_rows(sqld_replica_pair.primary.http_url)
 
 
 class TestLibsqlBareReplica(ConformanceTests):
