@@ -129,7 +129,7 @@ BROKEN_SELECTION = {
                                 "test_no_conformance_test_overridden"],
 }
 
-# Second edition (issue 18): one broken backend per bug that got through.
+# One broken backend per bug that a whole earlier suite let through.
 EDITION2_CLASSES = (
     _class("TestRowByRow", "broken-rowbyrow://")
     + _class("TestTrimAfter", "broken-trimafter://")
@@ -436,7 +436,7 @@ def test_request_ids_shared_between_conversations_are_caught(runs: dict[str, Run
     ].failed()
 
 
-# -- second edition (issue 18) ---------------------------------------------
+# -- bugs an earlier suite let through --------------------------------------
 
 
 def test_partial_batch_seen_by_a_reader_is_caught(runs: dict[str, Run]) -> None:

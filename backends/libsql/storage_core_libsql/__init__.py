@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._config import RemoteConfig, from_url
+from ._config import RemoteConfig
+from ._factory import from_url
 
 if TYPE_CHECKING:
     from ._remote import LibsqlBackend

@@ -13,12 +13,8 @@ import re
 import aiohttp
 from libsql_client import LibsqlError
 
-from storage_core import (
-    REDACTED,
-    AuthenticationError,
-    StorageError,
-    TransientError,
-)
+from storage_core import AuthenticationError, StorageError, TransientError
+from storage_core.backend import REDACTED
 
 __all__ = ["timeout_error", "translate"]
 

@@ -27,17 +27,8 @@ from typing import Any, TypeVar, cast
 
 import libsql_client
 
-from storage_core import (
-    AppendRequest,
-    AppendResult,
-    Capabilities,
-    ClosedError,
-    ConversationKey,
-    RowValues,
-    SessionInfo,
-    StorageError,
-    TableRow,
-)
+from storage_core import Capabilities, ClosedError, SessionInfo, StorageError
+from storage_core.backend import AppendRequest, AppendResult, ConversationKey, RowValues, TableRow
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
     Statement,
@@ -45,7 +36,7 @@ from storage_core_sqlite.plan import (
     export_statement,
     import_params,
     is_duplicate_request,
-    newest_first,
+    oldest_first,
     plan_append,
     replayed_pop,
     rest_of_window,
@@ -67,11 +58,8 @@ log = logging.getLogger("storage_core.libsql")
 T = TypeVar("T")
 
 # Write batches one client keeps in flight at once (``max_concurrent_writes``).
-# sqld runs writes one at a time anyway; with several writers waiting on its
-# write lock it can stall (sqld 0.24, lock-first batches: 64 concurrent writers
-# stalled it for 10 s or more in 2 to 4 of 12 runs; on a slower machine, 4 in
-# flight per client failed 3 to 4 of 6 runs of the concurrency tests, where 1
-# per client failed none of 6, even with several clients and processes).
+# sqld runs writes one at a time anyway, and with many writers waiting on its
+# write lock it can stall (docs/performance.md has the figures), so one.
 DEFAULT_CONCURRENT_WRITES = 1
 _CLOSE_TIMEOUT = 5.0
 # sqld closes a WebSocket on a message over 16 MiB, so a larger batch (the
@@ -299,7 +287,7 @@ class LibsqlBackend:
             else within_statement(conv, limit, before_index)
         )
         rows = await self._writer.query(what, *first)
-        return newest_first(await self._window(self._writer, what, conv, limit, rows))
+        return oldest_first(await self._window(self._writer, what, conv, limit, rows))
 
     async def append(self, request: AppendRequest) -> AppendResult:
         plan = plan_append(request, budgeted=True)
@@ -391,7 +379,7 @@ class LibsqlBackend:
         return await self._delete("delete_user", sql.DELETE_USER, (user_id,),
                                   sql.DELETE_USER_REQUESTS)
 
-    # -- whole-table tools (storage_core.TableTools: export, import, prune, doctor)
+    # -- whole-table tools (storage_core.backend.TableTools: export, import, prune, doctor)
 
     async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
         statement, params = export_statement(after, limit)
@@ -434,7 +422,7 @@ class LibsqlBackend:
 
     def detach(self) -> None:
         """Drop the clients, bound to an event loop that has stopped, without
-        awaiting (see ``storage_core.Backend``)."""
+        awaiting (see ``storage_core.backend.Backend``)."""
         self._main.detach()
         if self._primary is not None:
             self._primary.detach()

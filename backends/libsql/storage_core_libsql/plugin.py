@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from storage_core import BackendRegistry, hookimpl
+from storage_core.backend import BackendRegistry, hookimpl
 
-_TARGET = "storage_core_libsql._config:from_url"
+_TARGET = "storage_core_libsql._factory:from_url"
 _DIST = "storage-core-libsql"
 _REMOTE = {
     "libsql": "libSQL server / Turso (WebSocket, TLS unless ?tls=0)",

@@ -264,9 +264,6 @@ def oldest_first(rows: Sequence[Any]) -> list[RowValues]:
     return cast("list[RowValues]", list(reversed(rows)))
 
 
-newest_first = oldest_first  # the old name, until every engine says oldest_first
-
-
 def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
     """Rows of ``sql.SESSIONS`` -> one SessionInfo per session."""
     return merge_sessions(rows)
@@ -314,7 +311,7 @@ def rest_of_window(
 
 
 def before_statement(key: ConversationKey, limit: int | None, before_index: int) -> Statement:
-    """The statement of ``fetch_before``: rows newest first (`newest_first`
+    """The statement of ``fetch_before``: rows newest first (`oldest_first`
     turns them round)."""
     count = -1 if limit is None else limit
     return (sql.BEFORE, (key.user_id, key.session_id, key.agent_id, before_index, count))
