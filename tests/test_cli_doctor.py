@@ -61,6 +61,7 @@ def test_doctor_prints_the_backends_problems(third_party: str) -> None:
 
 
 def test_doctor_is_healthy_when_the_backend_finds_nothing(tmp_path: Any) -> None:
+    pytest.importorskip("storage_core_sqlite")
     url = f"sqlite:///{tmp_path}/ok.db"
     out = io.StringIO()
     assert main(["demo", url], out=io.StringIO()) == 0
@@ -71,6 +72,7 @@ def test_doctor_is_healthy_when_the_backend_finds_nothing(tmp_path: Any) -> None
 def test_copy_works_without_rich(tmp_path: Any, monkeypatch: pytest.MonkeyPatch,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     """rich is the ``cli`` extra: without it ``copy`` copies, with no bar."""
+    pytest.importorskip("storage_core_sqlite")
     source, target = f"sqlite:///{tmp_path}/a.db", f"sqlite:///{tmp_path}/b.db"
     assert main(["demo", source], out=io.StringIO()) == 0
     for name in [m for m in sys.modules if m == "rich" or m.startswith("rich.")]:

@@ -323,14 +323,15 @@ async def test_initialize_replaces_an_older_save_function(postgres_database_url:
         f'CREATE OR REPLACE FUNCTION "{schema}".storage_core_append('
         "p_user text, p_session text, p_agent text, p_roles text[], p_contents text[], "
         "p_timestamps bigint[], p_skip_same_role boolean, p_keep integer, "
-        "p_history boolean, p_history_limit integer) "
+        "p_history boolean, p_history_limit integer, p_request text, p_replay boolean) "
         "RETURNS TABLE (r_kind smallint, r_agent_id text, r_index integer, r_role text, "
         "r_content text, r_timestamp bigint) LANGUAGE sql AS 'SELECT NULL::smallint, "
         "NULL, NULL::integer, NULL, NULL, NULL::bigint WHERE false'"
     )
     plain_comment = (
         f'COMMENT ON FUNCTION "{schema}".storage_core_append(text, text, text, text[], '
-        "text[], bigint[], boolean, integer, boolean, integer) IS 'storage_core schema 1'"
+        f"text[], bigint[], boolean, integer, boolean, integer, text, boolean) "
+        "IS 'storage_core schema 1'"
     )
     async with _older_schema(
         postgres_database_url, schema, older_body, plain_comment
@@ -349,11 +350,11 @@ async def test_initialize_adds_the_one_row_function_to_a_revision_2_schema(
     schema = "revision_2"
     no_one_row_function = (
         f'DROP FUNCTION "{schema}".storage_core_append_one(text, text, text, text, text, '
-        "bigint, boolean, integer, boolean, integer)"
+        "bigint, boolean, integer, boolean, integer, text, boolean)"
     )
     revision_2_comment = (
         f'COMMENT ON FUNCTION "{schema}".storage_core_append(text, text, text, text[], '
-        "text[], bigint[], boolean, integer, boolean, integer) "
+        "text[], bigint[], boolean, integer, boolean, integer, text, boolean) "
         "IS 'storage_core schema 1, append revision 2'"
     )
     async with _older_schema(
@@ -378,13 +379,15 @@ async def test_initialize_adds_the_pop_function_to_a_revision_5_schema(
         f'COMMENT ON FUNCTION "{schema}".{name}({args}) '
         "IS 'storage_core schema 1, append revision 5'"
         for name, args in (
-            ("storage_core_append",
-             "text, text, text, text[], text[], bigint[], boolean, integer, boolean, integer"),
-            ("storage_core_append_one",
-             "text, text, text, text, text, bigint, boolean, integer, boolean, integer"),
+            ("storage_core_append", "text, text, text, text[], text[], bigint[], boolean, "
+             "integer, boolean, integer, text, boolean"),
+            ("storage_core_append_one", "text, text, text, text, text, bigint, boolean, "
+             "integer, boolean, integer, text, boolean"),
         )
     ]
-    no_pop_function = f'DROP FUNCTION "{schema}".storage_core_pop(text, text, text)'
+    no_pop_function = (
+        f'DROP FUNCTION "{schema}".storage_core_pop(text, text, text, text, boolean)'
+    )
     async with _older_schema(
         postgres_database_url, schema, no_pop_function, *comments
     ) as url, make_storage(url) as storage:

@@ -16,9 +16,10 @@ import pytest
 from storage_core._rules import drop_consecutive_roles, newest
 from storage_core.backend import AppendRequest, ConversationKey, NewRow
 from storage_core_sqlite import sql
-from storage_core_sqlite.plan import indexes_taken, plan_append
+from storage_core_sqlite.plan import is_duplicate_request, plan_append
 
 KEY = ConversationKey("u", "s", "a")
+KEY_PARAMS = ("u", "s", "a")
 
 
 @pytest.fixture
@@ -37,16 +38,15 @@ def _rows(count: int, first_role: str, start_ts: int = 1) -> list[NewRow]:
 
 
 def _save(db: sqlite3.Connection, rows: list[NewRow], *, skip: bool,
-          keep: int | None = None) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]]]:
+          keep: int | None = None, request_id: str | None = None, replay: bool = False,
+          ) -> tuple[list[tuple[int, str, str]], list[tuple[int, str]]]:
     """Run a save's remote statements; (stored rows, history) as the plan reads them."""
-    plan = plan_append(AppendRequest(KEY, rows, skip, keep, history=True, history_limit=keep))
+    plan = plan_append(AppendRequest(KEY, rows, skip, keep, history=True, history_limit=keep,
+                                     request_id=request_id, replay=replay))
     db.execute("BEGIN")
     results = [db.execute(text, params).fetchall() for text, params in plan.statements()]
     db.execute("COMMIT")
-    last_index, inserted = indexes_taken(
-        row for result in results[: plan.insert_count] for row in result
-    )
-    result = plan.result(last_index, inserted, results[-1])
+    result = plan.batch_result(results)
     stored = [(r.message_index, r.role, r.content) for r in result.stored]
     assert result.history is not None
     return stored, [(index, role) for _, index, role, _, _ in result.history]
@@ -61,9 +61,10 @@ def _table(db: sqlite3.Connection) -> list[tuple[int, str, str]]:
 @pytest.mark.parametrize("size", [1, 2, 3, 4, 7, 10])
 @pytest.mark.parametrize("first_role", ["user", "assistant"])
 @pytest.mark.parametrize("skip", [True, False])
+@pytest.mark.parametrize("request_ids", ["none", "fresh", "replayed"])
 def test_remote_statements_match_the_reference(
     db: sqlite3.Connection, monkeypatch: pytest.MonkeyPatch,
-    rows_per_insert: int, size: int, first_role: str, skip: bool,
+    rows_per_insert: int, size: int, first_role: str, skip: bool, request_ids: str,
 ) -> None:
     monkeypatch.setattr(sql, "ROWS_PER_INSERT", rows_per_insert)
     expected: list[tuple[int, str, str]] = []
@@ -75,11 +76,39 @@ def test_remote_statements_match_the_reference(
         kept = drop_consecutive_roles(batch, last_role) if skip else batch
         start = expected[-1][0] + 1 if expected else 0
         want = [(start + i, r.role, r.content) for i, r in enumerate(kept)]
-        stored, history = _save(db, batch, skip=skip)
+        rid = None if request_ids == "none" else f"r{n}"
+        stored, history = _save(db, batch, skip=skip, request_id=rid,
+                                replay=request_ids == "replayed")
         expected += want
         assert stored == want
         assert history == [(i, role) for i, role, _ in expected]
         assert _table(db) == expected
+        if rid is not None and want:
+            recorded = db.execute(sql.RECORDED, (*KEY_PARAMS, rid)).fetchone()
+            assert recorded[:3] == ("append", want[0][0], len(want))
+
+
+def test_a_recorded_request_fails_the_batch_and_its_record_replays_it(
+    db: sqlite3.Connection,
+) -> None:
+    batch = _rows(3, "user")
+    first, _ = _save(db, batch, skip=True, request_id="r1")
+    plan = plan_append(AppendRequest(KEY, batch, True, None, history=True, history_limit=None,
+                                     request_id="r1", replay=True))
+    db.execute("BEGIN")
+
+    def run_all() -> None:
+        for text, params in plan.statements():
+            db.execute(text, params)
+
+    with pytest.raises(sqlite3.IntegrityError) as info:
+        run_all()
+    db.execute("ROLLBACK")
+    assert is_duplicate_request(str(info.value))
+    reads = [db.execute(text, params).fetchall() for text, params in plan.replay_reads]
+    again = plan.replayed(reads[0][0], reads[1])
+    assert [(r.message_index, r.role, r.content) for r in again.stored] == first
+    assert len(_table(db)) == 3
 
 
 def test_a_batch_over_several_statements_keeps_order_and_trims(
@@ -100,5 +129,5 @@ def test_a_batch_over_several_statements_keeps_order_and_trims(
 
 def test_one_statement_for_a_default_sized_batch() -> None:
     plan = plan_append(AppendRequest(KEY, _rows(1000, "user"), True, None, False, None))
-    assert plan.insert_count == 2 == len(plan.statements())
+    assert plan.insert_count == 2 == len(plan.statements()) - 1  # the lock first
     assert max(len(params) for _, params in plan.statements()) == 3 + 3 * sql.ROWS_PER_INSERT
