@@ -19,25 +19,25 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 
-from storage_core import (
+from storage_core import Capabilities, ClosedError, SessionInfo, StorageError
+from storage_core.backend import (
     AppendRequest,
     AppendResult,
-    Capabilities,
-    ClosedError,
     ConversationKey,
     RowValues,
-    SessionInfo,
-    StorageError,
     StorageURL,
     StoredRow,
     TableRow,
+    merge_sessions,
     replayed_rows,
     reused_request,
+    sessions_in_order,
+    table_rows,
 )
 
 from .config import PostgresConfig
 from .pool import Pool
-from .sql import Statements
+from .sql import LOOKUP_INDEX, SCHEMA_VERSION, Statements
 from .translate import connection_broken, translate
 from .wire import LiteralRunner, PreparedRunner, Runner
 
@@ -57,20 +57,6 @@ def _flag(text: str) -> bool:
     return text == "t"
 
 
-def _merge_sessions(rows: Sequence[Sequence[Any]]) -> list[SessionInfo]:
-    """Rows of (session, agent, count, last timestamp) -> one SessionInfo per session."""
-    merged: dict[str, tuple[list[str], int, int]] = {}
-    for session_id, agent_id, count, last in rows:
-        # The first row's timestamp as the start: a legacy row's may be negative.
-        agents, total, latest = merged.get(session_id, ([], 0, int(last)))
-        agents.append(str(agent_id))
-        merged[session_id] = (agents, total + int(count), max(latest, int(last)))
-    return [
-        SessionInfo(str(sid), tuple(sorted(agents)), total, latest)
-        for sid, (agents, total, latest) in merged.items()
-    ]
-
-
 class PostgresBackend:
     """A storage_core backend on a PostgreSQL database (asyncpg connection pool)."""
 
@@ -79,7 +65,7 @@ class PostgresBackend:
     def __init__(self, config: PostgresConfig, *, url: str = "") -> None:
         self.config = config
         self._url = url or "postgresql://"
-        self._sql = Statements(config.schema)
+        self._sql = Statements(config.schema, config.partitions)
         self._runner: Runner = (
             PreparedRunner(config.command_timeout)
             if config.prepared_statements
@@ -153,9 +139,11 @@ class PostgresBackend:
             pool.abandon()
 
     async def _call(
-        self, what: str, action: Callable[[Any], Awaitable[T]], *, write: bool
+        self, what: str, action: Callable[[Any], Awaitable[T]], *, write: bool,
+        index_race: bool = False,
     ) -> T:
-        """Run ``action`` on a pooled connection, translating every driver error."""
+        """Run ``action`` on a pooled connection, translating every driver error
+        (``write`` and ``index_race`` as for `translate`)."""
         pool = self._pool
         if pool is None:
             raise ClosedError(
@@ -177,7 +165,7 @@ class PostgresBackend:
         except Exception as exc:
             # Never hand a connection in a broken state to the next call.
             pool.release(conn, reuse=not connection_broken(exc))
-            raise translate(exc, what, sent=True, write=write) from exc
+            raise translate(exc, what, sent=True, write=write, index_race=index_race) from exc
         except BaseException:
             # Cancelled: the statement may still run; the pool closes the
             # connection once asyncpg has cancelled it.
@@ -207,7 +195,7 @@ class PostgresBackend:
         result = await self._call(
             "append",
             lambda conn: self._runner.rows(conn, statement, args, _APPEND_TYPES),
-            write=True,
+            write=True, index_race=True,
         )
         if result and result[0][0] == 2:
             return _replayed(request, result)
@@ -268,7 +256,7 @@ class PostgresBackend:
             lambda conn: self._runner.rows(conn, self._sql.sessions, (user_id,), _SESSION_TYPES),
             write=False,
         )
-        return _merge_sessions(rows)
+        return merge_sessions(rows)
 
     async def list_sessions_page(
         self, user_id: str, limit: int | None, before: SessionInfo | None
@@ -283,7 +271,7 @@ class PostgresBackend:
             lambda conn: self._runner.rows(conn, statement, args, _SESSION_TYPES),
             write=False,
         )
-        return sorted(_merge_sessions(rows), key=lambda s: (-s.last_timestamp, s.session_id))
+        return sessions_in_order(merge_sessions(rows))
 
     async def fetch_before(
         self, key: ConversationKey, limit: int | None, before_index: int
@@ -329,10 +317,7 @@ class PostgresBackend:
             lambda conn: self._runner.rows(conn, statement, args, _TABLE_TYPES),
             write=False,
         )
-        return [
-            TableRow(str(u), str(s), str(a), int(i), str(r), str(c), int(t))
-            for u, s, a, i, r, c, t in rows
-        ]
+        return table_rows(rows)
 
     async def import_rows(self, rows: Sequence[TableRow]) -> int:
         columns = (
@@ -356,9 +341,18 @@ class PostgresBackend:
             write=False,
         )
         version, indexes, count, server = rows[0]
+        schema_version = None if version is None else int(version)
+        names = sorted(str(indexes).split(",")) if indexes else []
+        problems = []
+        if schema_version != SCHEMA_VERSION:
+            problems.append(f"schema version {schema_version}, this package writes "
+                            f"{SCHEMA_VERSION}")
+        if LOOKUP_INDEX not in names:
+            problems.append(f"index {LOOKUP_INDEX} on conversations is missing")
         return {
-            "schema_version": None if version is None else int(version),
-            "indexes": sorted(str(indexes).split(",")) if indexes else [],
+            "schema_version": schema_version,
+            "indexes": names,
+            "problems": problems,
             "row_count": int(count),
             "server": f"PostgreSQL {server} (schema {self.config.schema})",
         }

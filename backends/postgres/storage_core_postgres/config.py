@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from storage_core import ConfigurationError, Secret, StorageURL
+from storage_core import ConfigurationError
+from storage_core.backend import Secret, StorageURL
 
 __all__ = ["OPTIONS", "PostgresConfig"]
 
@@ -19,6 +20,9 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+MAX_PARTITIONS = 1024
+"""The most hash partitions ``partitions=`` accepts (each is two tables and
+their indexes; beyond this planning and DDL cost more than they save)."""
 
 OPTIONS: dict[str, str] = {
     "min_size": "connections the pool opens at start and keeps (default 1)",
@@ -30,6 +34,8 @@ OPTIONS: dict[str, str] = {
     "prepared_statements": "0 to never prepare statements (implied by pgbouncer=1)",
     "sslmode": "disable, allow, prefer, require, verify-ca or verify-full",
     "host": "server host or Unix-socket directory, when the URL has no host",
+    "partitions": "N (2-1024): create the conversations table hash-partitioned by user_id "
+    "into N partitions; 0: a plain table; unset: use the table as it is",
 }
 """The options a URL query or ``make_storage`` keyword may set, with their meaning."""
 
@@ -74,6 +80,9 @@ class PostgresConfig:
     schema: str = "public"
     prepared_statements: bool = True
     sslmode: str | None = None
+    partitions: int | None = None
+    """None: the table's layout as found (a plain table when missing); 0: a
+    plain table is expected; N: hash-partitioned by user_id into N."""
 
     def __post_init__(self) -> None:
         if self.max_size < 1:
@@ -90,6 +99,13 @@ class PostgresConfig:
         if self.sslmode is not None and self.sslmode not in _SSLMODES:
             raise ConfigurationError(
                 f"sslmode must be one of {', '.join(_SSLMODES)}, got {self.sslmode!r}"
+            )
+        if self.partitions is not None and not (
+            self.partitions == 0 or 2 <= self.partitions <= MAX_PARTITIONS
+        ):
+            raise ConfigurationError(
+                f"partitions must be 0 (a plain table) or 2 to {MAX_PARTITIONS} hash "
+                f"partitions, got {self.partitions}"
             )
 
     @classmethod
@@ -126,6 +142,7 @@ class PostgresConfig:
         timeout = _number("command_timeout", settings.get("command_timeout", 30.0),
                           minimum=0, integer=False)
         sslmode = settings.get("sslmode")
+        partitions = settings.get("partitions")
         return cls(
             host=host,
             port=url.port,
@@ -142,6 +159,8 @@ class PostgresConfig:
             schema=str(settings.get("schema", "public")),
             prepared_statements=prepared and not pgbouncer,
             sslmode=None if sslmode is None else str(sslmode).lower(),
+            partitions=None if partitions is None else int(
+                _number("partitions", partitions, minimum=0, integer=True)),
         )
 
     def connect_kwargs(self) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from storage_core import BackendRegistry, hookimpl
+from storage_core.backend import BackendRegistry, hookimpl
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg", "postgres+asyncpg")
 

@@ -19,9 +19,12 @@ no version) in place and refuses a newer one (SQLSTATE `NEWER_SCHEMA`)."""
 
 REQUESTS_REMEMBERED = 100  # storage_core.REQUESTS_REMEMBERED
 
+LOOKUP_INDEX = "idx_conversations_lookup"  # the original storage's index
+
 # SQLSTATEs of the errors the functions raise themselves (class SC: storage_core).
 NEWER_SCHEMA = "SCN01"
 REUSED_REQUEST = "SCR01"
+OTHER_LAYOUT = "SCL01"
 
 # Advisory lock keys: the DDL of initialize(), and the seed of the
 # per-conversation lock keys (both transaction-scoped, so poolers keep them).
@@ -379,6 +382,9 @@ class Statements:
     """Every statement of the backend, for the tables in ``schema``."""
 
     schema: str
+    partitions: int | None = None
+    """`PostgresConfig.partitions`: None takes the table as found; 0 expects
+    a plain table; N one hash-partitioned by user_id into N partitions."""
 
     @property
     def _s(self) -> str:
@@ -395,9 +401,66 @@ class Statements:
             f"= '{_COMMENT}'"
             for name, args in _FUNCTIONS
         ]
+        if self.partitions is not None:
+            # A table of another layout is not ready: the schema script refuses it.
+            described.append(f"{self._layout} = {self.partitions}")
         return f"SELECT to_regclass('\"{s}\".conversations') IS NOT NULL AND " + " AND ".join(
             described
         )
+
+    @property
+    def _layout(self) -> str:
+        """-> the conversations table's layout: NULL (missing), 0 (a plain
+        table), N (hash-partitioned by user_id into N), -1 (partitioned
+        otherwise, or without partitions)."""
+        return f"""(SELECT CASE WHEN c.relkind <> 'p' THEN 0
+    WHEN EXISTS (SELECT FROM pg_partitioned_table p JOIN pg_attribute a
+                 ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0]
+                 WHERE p.partrelid = c.oid AND p.partstrat = 'h' AND p.partnatts = 1
+                   AND a.attname = 'user_id')
+    THEN (SELECT coalesce(nullif(count(*), 0), -1)::integer FROM pg_inherits i
+          WHERE i.inhparent = c.oid)
+    ELSE -1 END
+ FROM pg_class c WHERE c.oid = to_regclass('{self._s}.conversations'))"""
+
+    def _layout_check(self) -> list[str]:
+        """The statement refusing an existing table of another layout than
+        ``partitions`` asks for (none when it is None), before anything is created."""
+        if self.partitions is None:
+            return []
+        wanted = (
+            "a plain (unpartitioned) table (partitions=0)" if self.partitions == 0
+            else f"one hash-partitioned by user_id into {self.partitions} partitions "
+                 f"(partitions={self.partitions})"
+        )
+        return [f"""DO $storage_core$ DECLARE v integer := {self._layout}; BEGIN
+    IF v IS NOT NULL AND v <> {self.partitions} THEN
+        RAISE EXCEPTION '{self.schema}.conversations is %, but the URL asks for '
+            '{wanted}; initialize() never changes an existing table''s layout (nothing was '
+            'changed): match the URL to the table, or copy the rows into a new schema',
+            CASE WHEN v = 0 THEN 'a plain (unpartitioned) table'
+                 WHEN v > 0 THEN format('hash-partitioned by user_id into %s partitions', v)
+                 ELSE 'partitioned otherwise (not by hash of user_id alone)' END
+            USING ERRCODE = '{OTHER_LAYOUT}';
+    END IF;
+END $storage_core$"""]
+
+    def _table(self, name: str, columns: str) -> str:
+        """Creates table ``name`` if missing: plain, or hash-partitioned by
+        user_id with its ``partitions`` partitions (``name_p0``...), as one statement."""
+        s = self._s
+        n = self.partitions
+        if not n:
+            return f"CREATE TABLE IF NOT EXISTS {s}.{name} (\n{columns}\n)"
+        return f"""DO $storage_core$ BEGIN
+    IF to_regclass('{s}.{name}') IS NULL THEN
+        CREATE TABLE {s}.{name} (\n{columns}\n) PARTITION BY HASH (user_id);
+        FOR i IN 0..{n - 1} LOOP
+            EXECUTE format('CREATE TABLE {s}.%I PARTITION OF {s}.{name} '
+                           'FOR VALUES WITH (MODULUS {n}, REMAINDER %s)', '{name}_p' || i, i);
+        END LOOP;
+    END IF;
+END $storage_core$"""
 
     @cached_property
     def schema_script(self) -> str:
@@ -407,11 +470,13 @@ class Statements:
         return ";\n".join(
             [
                 f"SELECT pg_advisory_xact_lock({_INIT_LOCK})",
+                *self._layout_check(),
                 f"""DO $storage_core$ BEGIN
     IF to_regnamespace('{s}') IS NULL THEN CREATE SCHEMA {s}; END IF;
 END $storage_core$""",
-                # The table and index of the original SQL storage, unchanged.
-                f"""CREATE TABLE IF NOT EXISTS {s}.conversations (
+                # The table and index of the original SQL storage, unchanged
+                # (or hash-partitioned by user_id, with partitions=N).
+                self._table("conversations", """\
     user_id TEXT NOT NULL,
     session_id TEXT NOT NULL,
     agent_id TEXT NOT NULL,
@@ -419,9 +484,8 @@ END $storage_core$""",
     role TEXT NOT NULL,
     content TEXT NOT NULL,
     "timestamp" BIGINT NOT NULL,
-    PRIMARY KEY (user_id, session_id, agent_id, message_index)
-)""",
-                f"""CREATE INDEX IF NOT EXISTS idx_conversations_lookup
+    PRIMARY KEY (user_id, session_id, agent_id, message_index)"""),
+                f"""CREATE INDEX IF NOT EXISTS {LOOKUP_INDEX}
     ON {s}.conversations (user_id, session_id, agent_id)""",
                 # Additive: the schema version, and the save function.
                 f"""CREATE TABLE IF NOT EXISTS {s}.storage_core_meta (
@@ -437,8 +501,9 @@ END $storage_core$""",
             USING ERRCODE = '{NEWER_SCHEMA}';
     END IF;
 END $storage_core$""",
-                # Schema 2: the request ids of recent writes (exactly-once).
-                f"""CREATE TABLE IF NOT EXISTS {s}.storage_core_requests (
+                # Schema 2: the request ids of recent writes (exactly-once),
+                # partitioned like the conversations (the same user's rows together).
+                self._table("storage_core_requests", """\
     user_id TEXT NOT NULL,
     session_id TEXT NOT NULL,
     agent_id TEXT NOT NULL,
@@ -451,8 +516,7 @@ END $storage_core$""",
     content TEXT,
     "timestamp" BIGINT,
     PRIMARY KEY (user_id, session_id, agent_id, seq),
-    UNIQUE (user_id, session_id, agent_id, request_id)
-)""",
+    UNIQUE (user_id, session_id, agent_id, request_id)"""),
                 *(
                     f.format(s=s, seed=_CONVERSATION_SEED, reused=REUSED_REQUEST,
                              remembered=REQUESTS_REMEMBERED)

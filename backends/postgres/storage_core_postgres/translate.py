@@ -18,7 +18,7 @@ from storage_core import (
     ValidationError,
 )
 
-from .sql import NEWER_SCHEMA, REUSED_REQUEST
+from .sql import NEWER_SCHEMA, OTHER_LAYOUT, REUSED_REQUEST
 
 __all__ = ["connection_broken", "translate"]
 
@@ -38,13 +38,16 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def translate(exc: BaseException, what: str, *, sent: bool, write: bool) -> StorageError:
+def translate(
+    exc: BaseException, what: str, *, sent: bool, write: bool, index_race: bool = False
+) -> StorageError:
     """The storage_core error for ``exc``, raised by ``what``.
 
     ``sent``: the statement may have reached the server (the connection was
     acquired); ``write``: it changes data. A lost connection is then
-    *ambiguous*: the write may have been committed, so the core must not
-    repeat it.
+    *ambiguous*: the write may have been committed (the core repeats it only
+    with its request id). ``index_race``: a unique violation means another
+    writer took the next ``message_index`` (a save), worth another try.
     """
     detail = _describe(exc)
     if isinstance(exc, asyncpg.PostgresError):
@@ -56,11 +59,11 @@ def translate(exc: BaseException, what: str, *, sent: bool, write: bool) -> Stor
             return ConfigurationError(f"{what}: the database does not exist ({detail})")
         if code == "3F000":
             return ConfigurationError(f"{what}: the schema does not exist ({detail})")
-        if code == NEWER_SCHEMA:
+        if code in (NEWER_SCHEMA, OTHER_LAYOUT):
             return ConfigurationError(f"{what}: {exc}")
         if code == REUSED_REQUEST:
             return ValidationError(str(exc).removeprefix("storage_core: "))
-        if code == "23505" and what == "append":
+        if code == "23505" and index_race:
             # Our saves queue on a per-conversation lock, so the next index is
             # free unless something else wrote it (a writer that does not take
             # the lock, or a snapshot older than the lock at REPEATABLE READ):

@@ -28,7 +28,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from storage_core import parse_url
+from storage_core.backend import parse_url
 from storage_core_conformance.wire import RoundTripProxy
 
 URL_ENV = "STORAGE_CORE_POSTGRES_URL"

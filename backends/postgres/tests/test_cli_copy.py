@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from storage_core import TableRow, make_storage, parse_url
+from storage_core import make_storage
+from storage_core.backend import TableRow, parse_url
 from storage_core.cli import main
 
 

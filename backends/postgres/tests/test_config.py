@@ -13,11 +13,10 @@ from storage_core import (
     ConfigurationError,
     StorageError,
     TransientError,
-    build_registry,
-    get_plugin_manager,
     make_storage,
-    parse_url,
 )
+from storage_core.backend import parse_url
+from storage_core.plugins import build_registry, get_plugin_manager
 from storage_core_postgres import PostgresConfig
 from storage_core_postgres.translate import translate
 from storage_core_postgres.wire import decode_copy_text, inline, literal

@@ -88,11 +88,24 @@ async def test_missing_database_is_a_configuration_error(postgres_server: Any) -
 
 
 @pytest.mark.asyncio
-async def test_lost_connection_during_a_save_is_ambiguous(postgres_database_url: str) -> None:
+@pytest.mark.parametrize("retries", [True, False], ids=["retried", "no-retries"])
+async def test_lost_connection_during_a_save_is_settled_by_its_request_id(
+    postgres_database_url: str, retries: bool
+) -> None:
     """A save whose connection dies while the server works on it may have been
-    committed: TransientError(ambiguous=True), and the core does not repeat it."""
-    async with make_storage(postgres_database_url + "?min_size=1&max_size=1") as storage:
-        await storage.fetch_chat("amb", "s", "a")
+    committed: the backend reports it as ambiguous, the core repeats it with the
+    same request id (here after the kill, once the lock is free), and it is
+    stored once. Without retries the caller gets TransientError(ambiguous=True)
+    with the request id, and repeating the call with it stores it once."""
+    import asyncio
+
+    user = f"amb-{retries}"
+    retry = RetryPolicy() if retries else RetryPolicy(attempts=1)
+    url = postgres_database_url + "?min_size=1&max_size=1"
+    message = {"role": "user", "content": "x"}
+    async with make_storage(url, retry=retry) as storage:
+        await storage.delete_user(user)
+        await storage.fetch_chat(user, "s", "a")
         backend: Any = storage.backend
         conn = await backend._pool.acquire()
         pid = conn.get_server_pid()
@@ -104,23 +117,27 @@ async def test_lost_connection_during_a_save_is_ambiguous(postgres_database_url:
             await admin.execute(
                 "SELECT pg_advisory_xact_lock(hashtextextended("
                 "length($1::text) || ':' || $1 || length($2::text) || ':' || $2 || $3::text, "
-                "$4::bigint))", "amb", "s", "a", 0x5C0EC0DE)
-            import asyncio
-
-            save = asyncio.create_task(
-                storage.save_chat_message("amb", "s", "a", {"role": "user", "content": "x"})
-            )
+                "$4::bigint))", user, "s", "a", 0x5C0EC0DE)
+            save = asyncio.create_task(storage.save_chat_message(user, "s", "a", message))
             await asyncio.sleep(0.3)
-            # ...then kill its backend process.
+            # ...then kill its backend process, and free the lock.
             await admin.execute("SELECT pg_terminate_backend($1)", pid)
-            with pytest.raises(TransientError) as info:
-                await save
-            assert info.value.ambiguous
+            await asyncio.sleep(0.3)
             await admin.execute("ROLLBACK")
+            if retries:
+                assert [m.index for m in await save] == [0]
+            else:
+                with pytest.raises(TransientError) as info:
+                    await save
+                assert info.value.ambiguous
+                assert info.value.request_id is not None
+                again = await storage.save_chat_message(
+                    user, "s", "a", message, request_id=info.value.request_id
+                )
+                assert [m.index for m in again] == [0]
         finally:
             await admin.close()
-        # The pool replaces the dead connection.
-        assert await storage.fetch_chat("amb", "s", "a") == []
+        assert [m.index for m in await storage.fetch_chat(user, "s", "a")] == [0]
 
 
 def test_secret_hygiene_probe_with_canary_passwords(pgbouncer: Any) -> None:
