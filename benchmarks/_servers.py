@@ -29,7 +29,7 @@ class Unavailable(Exception):
 async def sqld_server(workdir: Path) -> AsyncIterator[int]:
     """Run a private sqld on a free loopback port; yields the port (Hrana over http and ws)."""
     try:
-        from storage_core_libsql.testing import Sqld, SqldUnavailable, find_sqld
+        from storage_core_testing import Sqld, SqldUnavailable, find_sqld
     except ImportError as exc:
         raise Unavailable("storage-core-libsql is not installed") from exc
     try:

@@ -6,13 +6,15 @@ workloads run them side by side on one target.
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
 from typing import Any, Protocol
 
 from ._data import CONTENT, CONTENT_JSON, Conv, now_ms
 from ._raw import RawDriver
 
-__all__ = ["Floor", "Original", "Ours", "Subject", "original_available"]
+__all__ = ["Floor", "Original", "Ours", "SameWork", "Subject", "original_available"]
 
 
 class Subject(Protocol):
@@ -120,6 +122,44 @@ class Floor:
 
     async def close(self) -> None:
         await self.raw.close()
+
+
+class SameWork(Floor):
+    """The raw driver doing the same work as our call in one transaction (issue 16).
+
+    A save inserts its rows, records a request id when ``record`` (what every
+    write of ours does since exactly-once writes), trims to ``max_history``
+    and, when ``read``, reads back what the call returns (the newest
+    ``max_history``, else the whole conversation). Reads are the plain floor's.
+    """
+
+    def __init__(self, raw: RawDriver, *, record: bool, read: bool = True) -> None:
+        super().__init__(raw)
+        self.label = "same" if record else "same-norec"
+        self.record = record
+        self.read = read
+        self.detail = (f"{raw.name}: insert{' + record' if record else ''}"
+                       f"{' + trim + read' if read else ''}, one transaction")
+        self._ids = itertools.count()
+        self._prefix = os.urandom(8).hex()
+
+    def _request_id(self) -> str | None:
+        # 32 hex characters, as the core's own ids.
+        return f"{self._prefix}{next(self._ids):016x}" if self.record else None
+
+    async def save(self, conv: Conv, max_history: int | None) -> None:
+        index, role = conv.take()
+        await self.raw.same_work(conv, [(index, role, CONTENT_JSON, now_ms())],
+                                 record=self._request_id(), keep=max_history, read=self.read)
+
+    async def save_batch(self, conv: Conv, count: int) -> None:
+        ts = now_ms()
+        rows = []
+        for i in range(count):
+            index, role = conv.take()
+            rows.append((index, role, CONTENT_JSON, ts + i))
+        await self.raw.same_work(conv, rows, record=self._request_id(), keep=None,
+                                 read=self.read)
 
 
 def original_available() -> str | None:

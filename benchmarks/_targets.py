@@ -24,6 +24,10 @@ class Target:
     make_raw: Callable[[int], RawDriver]  # pool size -> a raw driver on the same database
     original_url: str | None  # agent-squad's SqlChatStorage URL, when it supports the kind
     description: str
+    # pool size -> a raw driver whose same_work serializes writers on a
+    # conversation as ours must (PostgreSQL; the SQLite family's single writer
+    # serializes every floor already)
+    make_locked_raw: Callable[[int], RawDriver] | None = None
 
 
 def _check_ours(url: str) -> None:
@@ -58,6 +62,7 @@ async def provision(name: str, workdir: Path, postgres_url: str | None) -> Async
         _check_ours("postgresql://postgres@127.0.0.1:5432/postgres")
         async with fresh_postgres_database(postgres_url) as url:
             yield Target(name, url, lambda pool: AsyncpgRaw(url, pool), None,
-                         "PostgreSQL on loopback")
+                         "PostgreSQL on loopback",
+                         lambda pool: AsyncpgRaw(url, pool, lock=True))
     else:
         raise Unavailable(f"unknown target {name!r}; known: {', '.join(TARGETS)}")

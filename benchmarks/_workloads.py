@@ -1,8 +1,10 @@
-"""W1-W4 on one target: every subject on its own conversations, rounds interleaved."""
+"""W1-W4 (and W6 on files) on one target: every subject on its own conversations,
+rounds interleaved."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -12,7 +14,7 @@ from typing import Any
 from ._data import Conv, now_ms
 from ._raw import RawDriver
 from ._stats import summarize, timed
-from ._subjects import Floor, Original, Ours, Subject, original_available
+from ._subjects import Floor, Original, Ours, SameWork, Subject, original_available
 from ._targets import Target
 
 __all__ = ["Config", "Measurement", "run_target"]
@@ -37,6 +39,8 @@ class Config:
     budget: float = 3.0  # seconds per subject per latency case: slow calls get fewer samples
     min_ops: int = 3  # ... but never fewer than this per round
     original: bool = True
+    loop_saves: int = 1_000  # W6: saves on a file while a ticker watches the event loop
+    tick: float = 0.001  # W6: the ticker's sleep, seconds
 
 
 @dataclass
@@ -89,25 +93,24 @@ def _save_op(subject: Subject, conv: Conv, keep: int | None) -> Op:
     return lambda: subject.save(conv, keep)
 
 
-async def _w1(t: Target, subjects: list[Subject], append: Subject, seeder: RawDriver,
+async def _w1(t: Target, subjects: list[Subject], appending: list[Subject], seeder: RawDriver,
               cfg: Config) -> list[Measurement]:
     """Save one message at each H: as ``save_chat_message`` (which returns the whole
     conversation, or the newest ``max_history_size``) and as ``append_messages``
-    (which returns only what it stored); the floor and the original do the same
-    single save in every case."""
+    (which returns only what it stored). The floor does one INSERT in every
+    case; the same-work floors do what our call does (``appending``: the
+    subjects of the append case, where the same-work floor reads nothing back);
+    the original does its one save in every case."""
     results: list[Measurement] = []
     for h in cfg.histories:
         variants: tuple[int | str | None, ...] = (None, cfg.trim, "append")
         for keep in variants:
             ops: dict[str, tuple[Subject, Op]] = {}
-            for s in subjects:
+            for s in appending if keep == "append" else subjects:
                 conv = Conv("w1", f"h{h}-keep{keep}", s.label)
                 await seeder.seed(conv, h, now_ms() - h)
-                if keep == "append" and s.label == "ours":
-                    ops[s.label] = (append, _save_op(append, conv, None))
-                else:
-                    limit = keep if isinstance(keep, int) else None
-                    ops[s.label] = (s, _save_op(s, conv, limit))
+                limit = keep if isinstance(keep, int) else None
+                ops[s.label] = (s, _save_op(s, conv, limit))
             case = f"save 1, H={h:,}" + (
                 ", append_messages (no read-back)" if keep == "append"
                 else f", max_history_size={keep}" if keep else "")
@@ -161,15 +164,14 @@ def _batch_op(subject: Subject, prefix: str, size: int) -> Op:
     return op
 
 
-async def _w3(t: Target, subjects: list[Subject], append: Subject, cfg: Config
+async def _w3(t: Target, subjects: list[Subject], appending: list[Subject], cfg: Config
               ) -> list[Measurement]:
     ops = {s.label: (s, _batch_op(s, "save", cfg.batch)) for s in subjects}
     log.info("%s W3", t.name)
     results = await _latency(t.name, "W3", f"batch of {cfg.batch}, new conversation", ops, cfg,
                              cfg.batch_ops)
-    floor = next(s for s in subjects if s.label == "floor")
-    ops = {"ours": (append, _batch_op(append, "append", cfg.batch)),
-           "floor": (floor, _batch_op(floor, "append-floor", cfg.batch))}
+    ops = {s.label: (s, _batch_op(s, f"append-{s.label}", cfg.batch))
+           for s in appending if s.label != "original"}
     results += await _latency(t.name, "W3", f"append_messages of {cfg.batch} (no read-back)",
                               ops, cfg, cfg.batch_ops)
     return results
@@ -219,19 +221,8 @@ async def _w4(t: Target, subjects: list[Subject], one_conv: dict[str, Subject], 
         return Measurement(t.name, "W4", case, label, detail, "saves/s",
                            note=f"skipped: {wedged}")
 
-    for s in subjects:
-        case = f"{n} conversations x {k} saves"
-        if wedged:
-            results.append(skipped(case, s.label, s.detail))
-            continue
-        log.info("%s W4 %s %d conversations", t.name, s.label, n)
-        m = await _throughput(
-            t, case, s, s.label,
-            lambda r, s=s: [Conv("w4", f"many-{r}", f"{s.label}-{i}") for i in range(n)],  # type: ignore[misc]
-            k, cfg)
-        if "timed out" in m.note:
-            wedged = f"the server stopped answering during {s.label}'s {case}"
-        results.append(m)
+    # One conversation first: it has a target, and the 64 conversations'
+    # floors have wedged sqld (the rest of W4 is then skipped).
     for label, s in one_conv.items():
         case = f"{w} writers on one conversation x {k} saves"
         if wedged:
@@ -253,6 +244,55 @@ async def _w4(t: Target, subjects: list[Subject], one_conv: dict[str, Subject], 
             if stored != expected:
                 m.note = (m.note + "; " if m.note else "") + f"stored {stored} of {expected}"
         results.append(m)
+    for s in subjects:
+        case = f"{n} conversations x {k} saves"
+        if wedged:
+            results.append(skipped(case, s.label, s.detail))
+            continue
+        log.info("%s W4 %s %d conversations", t.name, s.label, n)
+        m = await _throughput(
+            t, case, s, s.label,
+            lambda r, s=s: [Conv("w4", f"many-{r}", f"{s.label}-{i}") for i in range(n)],  # type: ignore[misc]
+            k, cfg)
+        if "timed out" in m.note:
+            wedged = f"the server stopped answering during {s.label}'s {case}"
+        results.append(m)
+    return results
+
+
+async def _w6(t: Target, subjects: list[Subject], cfg: Config) -> list[Measurement]:
+    """Event-loop stalls during ``cfg.loop_saves`` saves on one new conversation
+    (``save_chat_message`` without a limit, so it reads back up to that many
+    messages): a ticker sleeps ``cfg.tick`` and records when it wakes; a stall
+    is a gap beyond the sleep. The same-work floor runs the same ticker, so
+    the machine's own scheduling noise shows beside ours."""
+    results: list[Measurement] = []
+    case = f"event loop during {cfg.loop_saves:,} saves on a file"
+    for s in subjects:
+        m = Measurement(t.name, "W6", case, s.label, s.detail, "ms")
+        conv = Conv("w6", "loop", s.label)
+        ticks: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker(ticks: list[float] = ticks, done: asyncio.Event = done) -> None:
+            while not done.is_set():
+                ticks.append(time.perf_counter())
+                await asyncio.sleep(cfg.tick)
+
+        log.info("%s W6 %s", t.name, s.label)
+        task = asyncio.create_task(ticker())
+        await asyncio.sleep(cfg.tick * 5)  # the ticker running before the first save
+        try:
+            for _ in range(cfg.loop_saves):
+                await s.save(conv, None)
+        except Exception as exc:
+            m.errors += 1
+            m.note = f"{type(exc).__name__}: {str(exc)[:120]}"
+        finally:
+            done.set()
+            await task
+        m.values = [max(0.0, (b - a - cfg.tick) * 1000) for a, b in itertools.pairwise(ticks)]
+        results.append(m)
     return results
 
 
@@ -268,24 +308,46 @@ async def run_target(t: Target, cfg: Config) -> list[Measurement]:
     try:
         ours = await opened_(Ours(t.url))
         seeder = await opened_(t.make_raw(1))
-        floor = Floor(await opened_(t.make_raw(1)))
-        subjects: list[Subject] = [ours, floor]
+        floor_raw = await opened_(t.make_raw(1))
+        floor = Floor(floor_raw)
+        # The same-work floors share the floor's connection: one driver, one
+        # connection, as ours has (they never run at the same time).
+        same = SameWork(floor_raw, record=True)
+        same_norec = SameWork(floor_raw, record=False)
+        originals: list[Subject] = []
         why_not = original_available() if cfg.original else "disabled (--no-original)"
         if t.original_url is not None and why_not is None:
-            subjects.append(await opened_(Original(t.original_url)))
+            originals.append(await opened_(Original(t.original_url)))
         elif t.original_url is not None:
             log.warning("%s: original not measured: %s", t.name, why_not)
         append = await opened_(Ours(t.url, append_only=True))
-        results = await _w1(t, subjects, append, seeder, cfg)
-        results += await _w2(t, subjects, seeder, cfg)
-        results += await _w3(t, subjects, append, cfg)
-        pool_floor = Floor(await opened_(t.make_raw(10)))
-        w4_subjects = [ours, pool_floor, *subjects[2:]]
+        # append_messages: its same-work floor without the record is the floor's
+        # one INSERT itself, so only the recording one is added.
+        appending: list[Subject] = [append, floor, SameWork(floor_raw, record=True, read=False),
+                                    *originals]
+        writes: list[Subject] = [ours, floor, same, same_norec, *originals]
+        results = await _w1(t, writes, appending, seeder, cfg)
+        results += await _w2(t, [ours, floor, *originals], seeder, cfg)
+        results += await _w3(t, writes, appending, cfg)
+        pool_raw = await opened_(t.make_raw(10))
+        pool_floor = Floor(pool_raw)
+        pool_same = SameWork(pool_raw, record=True)
+        pool_norec = SameWork(pool_raw, record=False)
+        w4_subjects = [ours, pool_floor, pool_same, pool_norec, *originals]
         # One conversation, 16 writers: every save must be stored, so the role
         # rule is off for ours (the raw floor has no rule); the original is left
         # out, as its read-then-insert fails under concurrent writers by design.
         unordered = await opened_(Ours(t.url, skip_consecutive_roles=False))
-        results += await _w4(t, w4_subjects, {"ours": unordered, "floor": pool_floor}, cfg)
+        one_conv: dict[str, Subject] = {"ours": unordered, "floor": pool_floor,
+                                        "same": pool_same, "same-norec": pool_norec}
+        if t.make_locked_raw is not None:
+            locked = SameWork(await opened_(t.make_locked_raw(10)), record=True)
+            locked.label = "same-locked"
+            locked.detail += ", under a per-conversation lock"
+            one_conv["same-locked"] = locked
+        results += await _w4(t, w4_subjects, one_conv, cfg)
+        if t.url.startswith(("sqlite:", "file:")) and cfg.loop_saves:
+            results += await _w6(t, [ours, same], cfg)
         return results
     finally:
         for obj in reversed(opened):

@@ -6,7 +6,10 @@ SQLite backend against the raw aiosqlite floor on one file:
 * the aiosqlite thread hops (queued calls) per operation, and the cost of one
   hop measured on its own;
 * latency by layer: ``ChatStorage`` -> ``SqliteBackend`` -> raw driver, so the
-  core's share and the backend's share show separately;
+  core's share and the backend's share show separately, with the event
+  loop's own CPU time per call (the rest runs on aiosqlite's thread);
+* the benchmark's same-work floors (insert + request record [+ trim] [+ read
+  back] in one transaction, one trip) beside the calls they stand for;
 * with ``--cprofile``, the top functions of each path.
 """
 
@@ -19,6 +22,7 @@ import io
 import pstats
 import statistics
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,6 +31,7 @@ from typing import Any
 from ._data import CONTENT, CONTENT_JSON, Conv, now_ms
 from ._raw import AiosqliteRaw
 from ._stats import timed
+from ._subjects import SameWork
 
 Op = Callable[[], Awaitable[object]]
 _INSERT = """INSERT INTO conversations (user_id, session_id, agent_id, message_index, role,
@@ -64,10 +69,15 @@ class HopCounter:
         self._cls._execute = self._orig
 
 
-async def _median(op: Op, calls: int) -> float:
+async def _median(op: Op, calls: int) -> tuple[float, float]:
+    """The median wall time of ``op`` in ms, and the event loop's own CPU time
+    per call in ms (``time.thread_time`` on the loop's thread: what a call
+    costs the loop, beside the driver's thread)."""
     for _ in range(min(20, calls)):
         await op()
-    return statistics.median([await timed(op) for _ in range(calls)])
+    cpu = time.thread_time()
+    walls = [await timed(op) for _ in range(calls)]
+    return statistics.median(walls), (time.thread_time() - cpu) * 1000 / calls
 
 
 def _profile(name: str, op: Op, calls: int, loop: asyncio.AbstractEventLoop) -> str:
@@ -95,7 +105,8 @@ async def _setup(path: Path, synchronous: str
     await raw.open()
     convs = {}
     for name, h in (("h0", 0), ("h1000", 1_000), ("trim", 1_000), ("append", 1_000),
-                    ("backend", 0), ("floor", 0), ("read", 1_000), ("same", 1_000)):
+                    ("backend", 0), ("floor", 0), ("read", 1_000), ("same", 1_000),
+                    ("h10000", 10_000), ("same-whole", 10_000), ("same-append", 0)):
         convs[name] = Conv("prof", "s", name)
         await raw.seed(convs[name], h, now_ms() - h)
     return storage, raw, convs
@@ -168,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
                 return on_thread(raw._conn, transaction, lambda db: work(db, row))
             return op
 
+        def floor_same(conv: Conv, keep: int | None, read: bool) -> Op:
+            """The benchmark's same-work floor (insert + request record [+ trim]
+            [+ read back], one transaction, one trip)."""
+            same = SameWork(raw, record=True, read=read)
+            return lambda: same.save(conv, keep)
+
         read = convs["read"]
         conn = raw._conn
         key = ConversationKey(*read.key)
@@ -180,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
             "save_chat_message, H=1,000, max_history_size=50": save(convs["trim"], 50),
             "floor, same work: INSERT + trim + read 50, one txn": floor_same_work(
                 convs["same"], 50),
+            "save_chat_message, H=10,000 (whole read back)": save(convs["h10000"]),
+            "floor, same work: INSERT + record + read whole 10,000": floor_same(
+                convs["same-whole"], None, True),
+            "floor, same work: INSERT + record (append_messages)": floor_same(
+                convs["same-append"], None, False),
             "floor: SELECT newest 20": lambda: raw.newest(read, 20),
             "raw driver: sql.NEWEST 20": lambda: conn.execute_fetchall(sql.NEWEST,
                                                                        (*read.key, 20)),
@@ -191,20 +213,23 @@ def main(argv: list[str] | None = None) -> int:
             "backend.fetch whole 1,000": lambda: backend.fetch(key, None),
             "fetch_chat whole 1,000": lambda: storage.fetch_chat(*read.key),
         }
-        hop = loop.run_until_complete(_median(lambda: conn.execute("SELECT 1"), args.calls))
+        hop, _ = loop.run_until_complete(_median(lambda: conn.execute("SELECT 1"), args.calls))
         print(f"one aiosqlite hop (execute 'SELECT 1'): median {hop * 1000:.0f} us")
-        print(f"{'path':<50} {'median':>10} {'hops':>5}  queued calls")
+        print(f"{'path':<55} {'median':>10} {'loop CPU':>10} {'hops':>5}  queued calls")
         for name, op in paths.items():
             with HopCounter() as counts:
                 loop.run_until_complete(op())
             hops = sum(counts.values())
-            ms = loop.run_until_complete(_median(op, args.calls))
+            # the whole-conversation paths take ~10-30 ms a call: fewer calls
+            calls = max(10, args.calls // 20) if "10,000" in name else args.calls
+            ms, cpu = loop.run_until_complete(_median(op, calls))
             detail = ", ".join(f"{k} x{v}" for k, v in counts.items())
-            print(f"{name:<50} {ms * 1000:>7.0f} us {hops:>5}  {detail}")
+            print(f"{name:<55} {ms * 1000:>7.0f} us {cpu * 1000:>7.0f} us {hops:>5}  {detail}")
         if args.cprofile:
             for name in ("save_chat_message, new conversation", "fetch_chat newest 20",
-                         "fetch_chat whole 1,000"):
-                print(_profile(name, paths[name], args.calls, loop))
+                         "fetch_chat whole 1,000", "save_chat_message, H=10,000 (whole read back)"):
+                calls = max(10, args.calls // 20) if "10,000" in name else args.calls
+                print(_profile(name, paths[name], calls, loop))
         loop.run_until_complete(storage.close())
         loop.run_until_complete(raw.close())
         loop.close()

@@ -70,7 +70,7 @@ def test_svg_has_a_point_per_ratio_the_run_label_and_missing_figures(
     assert chart.main([str(source), "-o", str(out), "--note", "code at abc1234"]) == 0
     root = ET.fromstring(out.read_text())
     assert root.tag == f"{SVG}svg"
-    points = [g.findtext(f"{SVG}title") for g in root.iter(f"{SVG}g")]
+    points = [g.findtext(f"{SVG}title") or "" for g in root.iter(f"{SVG}g")]
     assert sorted(points) == [
         "postgres, save 1, H=0: 1.00x",
         "sqlite, 64 conversations x 10 saves: 1.50x",
@@ -85,7 +85,7 @@ def test_svg_has_a_point_per_ratio_the_run_label_and_missing_figures(
 
 def test_several_runs_plot_the_median_and_the_spread(chart: ModuleType) -> None:
     def scaled(factor: float) -> dict[str, Any]:
-        report = json.loads(json.dumps(REPORT))
+        report: dict[str, Any] = json.loads(json.dumps(REPORT))
         for m in report["measurements"]:
             if m["subject"] == "ours" and m["unit"] == "ms":
                 m["summary"]["median"] *= factor
