@@ -7,8 +7,10 @@ inlined as literals (`storage_core_postgres.wire`).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from functools import cached_property
+from importlib import resources
 
 __all__ = ["APPEND_REVISION", "SCHEMA_VERSION", "Statements"]
 
@@ -54,314 +56,17 @@ _POP_ARGS = "text, text, text, text, boolean"
 # (new signatures; the old functions stay for older versions of this package).
 APPEND_REVISION = 7
 
-# Lock, check the last role, insert, trim and read as separate statements:
-# under READ COMMITTED each statement takes a fresh snapshot, so everything
-# after the lock sees every save committed before it was granted. (One SQL
-# statement would keep the snapshot it took before waiting for the lock.)
-#
-# Indexes may have gaps (conversations imported with gaps, rows deleted by
-# hand or by other tools), so a trim counts rows: one statement finds the
-# oldest row and the keep-th newest (the cut, walking the primary key
-# backwards p_keep entries), and the delete removes the primary-key range
-# between them. When the history limit is the trim's (as the core always
-# asks) the history is exactly the rows the trim kept, read as a range of
-# the primary key from the cut. That also keeps the read off the lookup
-# index and a sort, which the planner may prefer while the table's
-# statistics are missing or stale. A batch walks its arrays once with unnest
-# (a subscript of a text[] walks it from the start each time); a single row
-# goes to storage_core_append_one, which takes scalars: building and reading
-# one-element arrays cost more than the rest of the function.
-_RESULT_TABLE = """\
-RETURNS TABLE (r_kind smallint, r_agent_id text, r_index integer, r_role text,
-               r_content text, r_timestamp bigint)
-LANGUAGE plpgsql VOLATILE AS $storage_core$
-"""
+# The save and pop functions, whole, in functions/*.sql (package data), read
+# once; the validated, quoted schema name is the only substitution.
+_FUNCTION_FILES = ("storage_core_append", "storage_core_append_one", "storage_core_pop")
+_SCHEMA_MARK = "@SCHEMA@"
 
-_LOCK = """\
-    -- Saves to one conversation queue here until the saving transaction ends.
-    PERFORM pg_advisory_xact_lock(hashtextextended(
-        length(p_user) || ':' || p_user || length(p_session) || ':' || p_session || p_agent,
-        {seed}));
-"""
 
-_LOCK_AND_LAST = _LOCK + """\
+@functools.cache
+def function_source(name: str) -> str:
+    """The text of ``functions/<name>.sql`` with ``@SCHEMA@`` still in it."""
+    return (resources.files(__package__) / "functions" / f"{name}.sql").read_text("utf-8")
 
-    SELECT c.message_index, c.role INTO v_last, v_last_role
-    FROM {s}.conversations c
-    WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-    ORDER BY c.message_index DESC LIMIT 1;
-    v_last := coalesce(v_last, -1);
-"""
-
-# Exactly-once writes: with p_replay, a record of p_request means an earlier
-# try was committed: kind 2 reports it (first index, kind, row count), kind 1
-# the history as it left it, and nothing is stored or trimmed again. Looked
-# up after the lock, so a try still running has committed or rolled back by then.
-_REPLAY = """\
-    IF p_replay THEN
-        SELECT r.kind, r.first_index, r.row_count INTO v_rkind, v_rfirst, v_rcount
-        FROM {s}.storage_core_requests r
-        WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
-          AND r.request_id = p_request;
-    END IF;
-    IF v_rkind IS NOT NULL THEN
-        r_kind := 2;
-        r_agent_id := p_agent;
-        r_index := v_rfirst;
-        r_role := v_rkind;
-        r_content := NULL;
-        r_timestamp := v_rcount;
-        RETURN NEXT;
-        -- kind 1: the history as that save left it (up to its last row).
-        IF p_history THEN
-            RETURN QUERY
-                SELECT 1::smallint, h.agent_id, h.message_index, h.role, h.content,
-                       h."timestamp"
-                FROM (SELECT c.agent_id, c.message_index, c.role, c.content, c."timestamp"
-                      FROM {s}.conversations c
-                      WHERE c.user_id = p_user AND c.session_id = p_session
-                        AND c.agent_id = p_agent AND c.message_index < v_rfirst + v_rcount
-                      ORDER BY c.message_index DESC LIMIT p_history_limit) h
-                ORDER BY h.message_index;
-        END IF;
-        RETURN;
-    ELSE
-"""
-
-# The record of a save that stored rows (v_rfirst, v_rcount), and the bound:
-# one statement (the delete does not see the row inserted beside it).
-_RECORD = """\
-        IF p_request IS NOT NULL AND v_rcount > 0 THEN
-            WITH rec AS (
-                INSERT INTO {s}.storage_core_requests
-                    (user_id, session_id, agent_id, seq, request_id, kind, first_index,
-                     row_count)
-                SELECT p_user, p_session, p_agent, coalesce(max(r.seq), 0) + 1, p_request,
-                       'append', v_rfirst, v_rcount
-                FROM {s}.storage_core_requests r
-                WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
-                RETURNING seq)
-            DELETE FROM {s}.storage_core_requests r
-            WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
-              AND r.seq <= (SELECT seq FROM rec) - {remembered};
-        END IF;
-    END IF;
-"""
-
-_TRIM_AND_HISTORY = """\
-    IF p_keep IS NOT NULL THEN
-        -- The oldest row first, from the low end of the primary key (entries
-        -- of rows trimmed before are skipped cheaply), so that the delete
-        -- names both ends of its range: a primary-key range scan. With one
-        -- end only, stale statistics (still counting rows trimmed since)
-        -- make the planner scan the whole conversation on every save.
-        SELECT (SELECT c.message_index FROM {s}.conversations c
-                WHERE c.user_id = p_user AND c.session_id = p_session
-                  AND c.agent_id = p_agent
-                ORDER BY c.message_index LIMIT 1),
-               (SELECT c.message_index FROM {s}.conversations c
-                WHERE c.user_id = p_user AND c.session_id = p_session
-                  AND c.agent_id = p_agent
-                ORDER BY c.message_index DESC OFFSET p_keep - 1 LIMIT 1)
-        INTO v_oldest, v_cut;
-        IF v_oldest < v_cut THEN
-            DELETE FROM {s}.conversations c
-            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-              AND c.message_index BETWEEN v_oldest AND v_cut - 1;
-        END IF;
-        -- Fewer than p_keep rows: no cut, the whole conversation is kept.
-        v_cut := coalesce(v_cut, v_oldest);
-    END IF;
-
-    -- kind 1: the newest p_history_limit rows (all if NULL), oldest first.
-    IF p_history AND p_history_limit = p_keep THEN
-        RETURN QUERY
-            SELECT 1::smallint, c.agent_id, c.message_index, c.role, c.content, c."timestamp"
-            FROM {s}.conversations c
-            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-              AND c.message_index >= v_cut
-            ORDER BY c.message_index;
-    ELSIF p_history AND p_history_limit IS NULL THEN
-        RETURN QUERY
-            SELECT 1::smallint, c.agent_id, c.message_index, c.role, c.content, c."timestamp"
-            FROM {s}.conversations c
-            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-            ORDER BY c.message_index;
-    ELSIF p_history THEN
-        RETURN QUERY
-            SELECT 1::smallint, h.agent_id, h.message_index, h.role, h.content, h."timestamp"
-            FROM (SELECT c.agent_id, c.message_index, c.role, c.content, c."timestamp"
-                  FROM {s}.conversations c
-                  WHERE c.user_id = p_user AND c.session_id = p_session
-                    AND c.agent_id = p_agent
-                  ORDER BY c.message_index DESC LIMIT p_history_limit) h
-            ORDER BY h.message_index;
-    END IF;
-    RETURN;
-END
-$storage_core$"""
-
-_APPEND_FUNCTION = """\
-CREATE OR REPLACE FUNCTION {s}.storage_core_append(
-    p_user text, p_session text, p_agent text,
-    p_roles text[], p_contents text[], p_timestamps bigint[],
-    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer,
-    p_request text, p_replay boolean)
-""" + _RESULT_TABLE + """\
-DECLARE
-    v_count integer := coalesce(cardinality(p_roles), 0);
-    v_first integer := 1;
-    v_last integer;
-    v_last_role text;
-    v_oldest integer;
-    v_cut integer;
-    v_rkind text;
-    v_rfirst integer;
-    v_rcount integer := 0;
-BEGIN
-""" + _LOCK + _REPLAY + """\
-    SELECT c.message_index, c.role INTO v_last, v_last_role
-    FROM {s}.conversations c
-    WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-    ORDER BY c.message_index DESC LIMIT 1;
-    v_last := coalesce(v_last, -1);
-    IF p_skip_same_role AND v_count > 0 AND v_last_role = p_roles[1] THEN
-        v_first := 2;
-    END IF;
-
-    -- kind 0: what was stored (content left out: the caller has it).
-    IF v_count >= v_first THEN
-        INSERT INTO {s}.conversations
-            (user_id, session_id, agent_id, message_index, role, content, "timestamp")
-        SELECT p_user, p_session, p_agent, (v_last + 1 + u.i - v_first)::integer,
-               u.role, u.content, u.ts
-        FROM unnest(p_roles, p_contents, p_timestamps) WITH ORDINALITY AS u(role, content, ts, i)
-        WHERE u.i >= v_first;
-        RETURN QUERY
-            SELECT 0::smallint, p_agent, (v_last + 1 + u.i - v_first)::integer, u.role,
-                   NULL::text, u.ts
-            FROM unnest(p_roles, p_timestamps) WITH ORDINALITY AS u(role, ts, i)
-            WHERE u.i >= v_first;
-        v_rfirst := v_last + 1;
-        v_rcount := v_count - v_first + 1;
-    END IF;
-""" + _RECORD + """\
-
-""" + _TRIM_AND_HISTORY
-
-# One row: the role check, the next index and the insert are one statement
-# (its snapshot is taken after the lock was granted), as each statement of a
-# PL/pgSQL function costs the server about as much as a bare INSERT.
-_APPEND_ONE_FUNCTION = """\
-CREATE OR REPLACE FUNCTION {s}.storage_core_append_one(
-    p_user text, p_session text, p_agent text,
-    p_role text, p_content text, p_timestamp bigint,
-    p_skip_same_role boolean, p_keep integer, p_history boolean, p_history_limit integer,
-    p_request text, p_replay boolean)
-""" + _RESULT_TABLE + """\
-DECLARE
-    v_last integer;
-    v_oldest integer;
-    v_cut integer;
-    v_rkind text;
-    v_rfirst integer;
-    v_rcount integer := 0;
-BEGIN
-""" + _LOCK + _REPLAY + """\
-    INSERT INTO {s}.conversations
-        (user_id, session_id, agent_id, message_index, role, content, "timestamp")
-    SELECT p_user, p_session, p_agent, coalesce(l.message_index, -1) + 1,
-           p_role, p_content, p_timestamp
-    FROM (SELECT 1) AS one
-    LEFT JOIN LATERAL (
-        SELECT c.message_index, c.role FROM {s}.conversations c
-        WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-        ORDER BY c.message_index DESC LIMIT 1) AS l ON true
-    WHERE NOT (p_skip_same_role AND l.role IS NOT DISTINCT FROM p_role)
-    RETURNING message_index INTO v_last;
-
-    IF v_last IS NOT NULL THEN
-        -- kind 0: what was stored (content left out: the caller has it).
-        r_kind := 0;
-        r_agent_id := p_agent;
-        r_index := v_last;
-        r_role := p_role;
-        r_content := NULL;
-        r_timestamp := p_timestamp;
-        RETURN NEXT;
-        v_rfirst := v_last;
-        v_rcount := 1;
-    ELSIF p_keep IS NULL AND NOT p_history THEN
-        RETURN;  -- the role rule left the row out, and nothing else is asked
-    END IF;
-""" + _RECORD + """\
-
-""" + _TRIM_AND_HISTORY
-
-# A pop takes the saves' lock, then deletes the newest row in a later
-# statement: its snapshot is taken once the lock is granted, so it sees the
-# row another pop deleted just before (one DELETE with a subquery for the
-# newest index, racing another pop, would find its row gone and return
-# nothing while older rows remain).
-_POP_FUNCTION = """\
-CREATE OR REPLACE FUNCTION {s}.storage_core_pop(
-    p_user text, p_session text, p_agent text, p_request text, p_replay boolean)
-RETURNS TABLE (r_agent_id text, r_index integer, r_role text, r_content text,
-               r_timestamp bigint)
-LANGUAGE plpgsql VOLATILE AS $storage_core$
-DECLARE
-    v_rkind text;
-    v_rfirst integer;
-    v_role text;
-    v_content text;
-    v_ts bigint;
-BEGIN
-""" + _LOCK + """\
-    IF p_replay THEN
-        SELECT r.kind, r.first_index, r.role, r.content, r."timestamp"
-        INTO v_rkind, v_rfirst, v_role, v_content, v_ts
-        FROM {s}.storage_core_requests r
-        WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
-          AND r.request_id = p_request;
-        IF v_rkind = 'pop' THEN
-            RETURN QUERY SELECT p_agent, v_rfirst, v_role, v_content, v_ts;
-            RETURN;
-        ELSIF v_rkind IS NOT NULL THEN
-            RAISE EXCEPTION 'storage_core: request_id % was used for another call (%)',
-                quote_literal(p_request),
-                CASE v_rkind WHEN 'append' THEN 'an append' ELSE v_rkind END
-                USING ERRCODE = '{reused}';
-        END IF;
-    END IF;
-
-    RETURN QUERY
-        WITH popped AS (
-            DELETE FROM {s}.conversations c
-            WHERE c.user_id = p_user AND c.session_id = p_session AND c.agent_id = p_agent
-              AND c.message_index = (
-                  SELECT n.message_index FROM {s}.conversations n
-                  WHERE n.user_id = p_user AND n.session_id = p_session
-                    AND n.agent_id = p_agent
-                  ORDER BY n.message_index DESC LIMIT 1)
-            RETURNING c.agent_id, c.message_index, c.role, c.content, c."timestamp"),
-        rec AS (
-            INSERT INTO {s}.storage_core_requests
-                (user_id, session_id, agent_id, seq, request_id, kind, first_index, row_count,
-                 role, content, "timestamp")
-            SELECT p_user, p_session, p_agent,
-                   (SELECT coalesce(max(r.seq), 0) + 1 FROM {s}.storage_core_requests r
-                    WHERE r.user_id = p_user AND r.session_id = p_session
-                      AND r.agent_id = p_agent),
-                   p_request, 'pop', p.message_index, 1, p.role, p.content, p."timestamp"
-            FROM popped p WHERE p_request IS NOT NULL
-            RETURNING seq),
-        bound AS (
-            DELETE FROM {s}.storage_core_requests r
-            WHERE r.user_id = p_user AND r.session_id = p_session AND r.agent_id = p_agent
-              AND r.seq <= (SELECT seq FROM rec) - {remembered})
-        SELECT * FROM popped;
-END
-$storage_core$"""
 
 _FUNCTIONS = (
     ("storage_core_append", _APPEND_ARGS),
@@ -518,9 +223,8 @@ END $storage_core$""",
     PRIMARY KEY (user_id, session_id, agent_id, seq),
     UNIQUE (user_id, session_id, agent_id, request_id)"""),
                 *(
-                    f.format(s=s, seed=_CONVERSATION_SEED, reused=REUSED_REQUEST,
-                             remembered=REQUESTS_REMEMBERED)
-                    for f in (_APPEND_FUNCTION, _APPEND_ONE_FUNCTION, _POP_FUNCTION)
+                    function_source(name).replace(_SCHEMA_MARK, s).rstrip().rstrip(";")
+                    for name in _FUNCTION_FILES
                 ),
                 *(
                     f"COMMENT ON FUNCTION {s}.{name}({args}) IS '{_COMMENT}'"

@@ -121,3 +121,20 @@ def test_translation() -> None:
     assert isinstance(refused, TransientError) and not refused.ambiguous
     other = translate(asyncpg.SyntaxOrAccessError("x"), "fetch_chat", sent=True, write=False)
     assert type(other) is StorageError
+
+
+def test_the_function_files_agree_with_the_constants() -> None:
+    """The PL/pgSQL files carry the lock seed, the SQLSTATE of a reused request
+    id and the bound on remembered requests as literals: the same as here."""
+    from storage_core_postgres import sql
+
+    append = sql.function_source("storage_core_append")
+    pop = sql.function_source("storage_core_pop")
+    for name in ("storage_core_append", "storage_core_append_one", "storage_core_pop"):
+        text = sql.function_source(name)
+        assert f"{sql._CONVERSATION_SEED}));" in text
+        assert text.count("@SCHEMA@") >= 3
+        assert "{" not in text.replace("{}", "")  # nothing left to format
+    assert f"- {sql.REQUESTS_REMEMBERED};" in append
+    assert f"ERRCODE = '{sql.REUSED_REQUEST}'" in pop
+    assert f"- {sql.REQUESTS_REMEMBERED})" in pop
