@@ -1,4 +1,4 @@
-"""Benchmarks of storage_core (issue 6): ours, the raw driver floor and the original.
+"""Benchmarks of storage_core: ours, the raw driver floor and the original.
 
 Run ``nox -s bench`` or ``python -m benchmarks --help``. Not part of CI's tests.
 """

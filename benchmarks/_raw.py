@@ -5,7 +5,7 @@ One INSERT round trip for a save, one indexed SELECT for a fetch, one
 seed conversations with H messages in one server-side statement.
 
 ``same_work`` is the floor of a call that does more than one statement's
-work (issue 16): insert the rows, optionally record the write's request id
+work: insert the rows, optionally record the write's request id
 in ``storage_core_requests`` (what exactly-once writes add to every write),
 trim to the newest ``keep`` and read back the conversation (or its newest
 ``keep``), all in one transaction, in the fewest trips the driver allows:

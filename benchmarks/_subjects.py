@@ -125,7 +125,7 @@ class Floor:
 
 
 class SameWork(Floor):
-    """The raw driver doing the same work as our call in one transaction (issue 16).
+    """The raw driver doing the same work as our call in one transaction.
 
     A save inserts its rows, records a request id when ``record`` (what every
     write of ours does since exactly-once writes), trims to ``max_history``

@@ -5,7 +5,7 @@ Measures every requested backend and URL kind side by side in one run: our
 the same work as our call in one transaction: see ``_raw.py``), and
 agent-squad's original ``SqlChatStorage`` where it supports the URL; then
 event-loop stalls on files (W6), cold start and memory in fresh processes.
-Prints a table with issue 16's targets met or MISSED per row and writes JSON
+Prints a table with the performance targets met or MISSED per row and writes JSON
 (and optionally Markdown). A target that cannot run here (backend not
 installed, no server) is an "unavailable" row, not a crash.
 """
