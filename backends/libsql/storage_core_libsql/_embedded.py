@@ -320,12 +320,20 @@ class _Replica:
                         self.config.shown, _translate(exc, "sync", None))
 
     def read(self, conn: Any, statement: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
-        """On the worker thread: the rows of a read of the local file."""
+        """On the worker thread: the rows of a read of the local file. While a
+        write of this process has not reached the file (its sync failed), a read
+        syncs first, and fails if it cannot: the local state would not show the
+        caller's own write (read-your-writes is declared)."""
         if self.stale:
-            # With the primary down the sync fails and the local state is read.
-            with contextlib.suppress(Exception):
+            try:
                 conn.sync()
-                self.stale = False
+            except Exception as exc:
+                raise TransientError(
+                    f"embedded replica {self.config.shown}: a write of this storage has "
+                    "not reached the local file and the primary cannot be reached to sync "
+                    f"({_translate(exc, 'sync', None)})"
+                ) from exc
+            self.stale = False
         return _rows(conn, statement, params)
 
     def close(self) -> None:
@@ -526,13 +534,14 @@ class EmbeddedBackend:
         await self._call("sync", lambda conn: conn.sync())
 
     async def _synced(self, result: T) -> T:
-        """After a write committed on the primary: queue a sync on the worker
-        thread, so that every read queued after it (that is, every later
-        read) sees the write, without the write waiting for it."""
-        replica, conn = self._replica, self._conn
-        if replica is not None and conn is not None:
-            with contextlib.suppress(RuntimeError):  # closed meanwhile
-                replica.executor.submit(replica.sync_after_write, conn)
+        """After a write committed on the primary: sync the local file before
+        the write returns, so that every later read sees it. A failed sync does
+        not fail the committed write: the replica is marked stale, and the next
+        read syncs first (see `_Replica.read`)."""
+        replica = self._replica
+        if replica is not None:
+            with contextlib.suppress(ClosedError):  # closed meanwhile
+                await self._call("sync", replica.sync_after_write)
         return result
 
     async def _read(self, what: str, statement: str, params: Sequence[Any]) -> list[Any]:

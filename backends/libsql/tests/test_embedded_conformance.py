@@ -1,7 +1,9 @@
 """The embedded replica (``file:local.db?sync_url=...``) against the conformance suite.
 
-Each test opens a new local replica file of one sqld primary shared by the
-session (conftest.py's ``sqld_server``); ``raw_rows`` reads the primary, so
+Each test opens a local replica file of a sqld primary of this module's own
+(so that the other classes' load does not make it compact its replication
+log, after which a replica opening anew needs a snapshot: sqld 0.24 answered
+"snapshot not found" to some); ``raw_rows`` reads the primary, so
 what a test checks is what reached the primary, not only the local copy.
 Needs the ``libsql`` package (the backend's ``embedded`` extra): skipped
 without it locally, a failure under CI (``CI=true``).
@@ -18,6 +20,7 @@ from urllib.parse import quote
 
 import libsql_client
 import pytest
+from storage_core_testing import Sqld, SqldUnavailable
 
 from storage_core_conformance import ConformanceTests, Conversation, RawRow, RawRows
 
@@ -42,6 +45,22 @@ def primary_rows(url: str) -> RawRows:
     return read
 
 
+@pytest.fixture(scope="module")
+def embedded_primary(sqld_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The primary of the replicas, with a replication log far larger than the
+    suite writes (``--max-log-size`` in MB), so it is never compacted."""
+    server = Sqld(sqld_binary, tmp_path_factory.mktemp("embedded-primary"),
+                  "--max-log-size", "100000")
+    try:
+        server.start()
+    except SqldUnavailable as exc:
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"sqld is required under CI: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def replica_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One replica file for the session: a new file would replay the primary's
@@ -53,9 +72,10 @@ class TestLibsqlEmbeddedReplica(ConformanceTests):
     """A local replica file of a sqld primary: reads local, writes on the primary."""
 
     @pytest.fixture
-    def storage_url(self, sqld_server: Any, replica_dir: Path) -> str:
-        return f"file:{replica_dir}/replica.db?sync_url={quote(sqld_server.http_url, safe='')}"
+    def storage_url(self, embedded_primary: Any, replica_dir: Path) -> str:
+        url = quote(embedded_primary.http_url, safe="")
+        return f"file:{replica_dir}/replica.db?sync_url={url}"
 
     @pytest.fixture
-    def raw_rows(self, sqld_server: Any) -> RawRows:
-        return primary_rows(sqld_server.http_url)
+    def raw_rows(self, embedded_primary: Any) -> RawRows:
+        return primary_rows(embedded_primary.http_url)
