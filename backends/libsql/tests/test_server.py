@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,6 +119,21 @@ async def test_restarted_server_is_reached_again(sqld_launcher: Any, scheme: str
         await storage.close()
 
 
+def _wait_until_stopped(pid: int, seconds: float = 5.0) -> None:
+    """Until the kernel reports every thread of ``pid`` stopped (state T):
+    SIGSTOP reaches a busy multi-threaded process a moment after it is sent."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        states = []
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/stat") as f:
+                states.append(f.read().rsplit(")", 1)[1].split()[0])
+        if states and all(state in ("T", "t") for state in states):
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"process {pid} did not stop within {seconds} s")
+
+
 @pytest.mark.parametrize("scheme", ["http", "ws"])
 async def test_stalled_server_times_out_and_is_restarted(sqld_launcher: Any, scheme: str) -> None:
     """A sqld that stops answering (here SIGSTOP) fails writes with the "no
@@ -130,6 +146,7 @@ async def test_stalled_server_times_out_and_is_restarted(sqld_launcher: Any, sch
         await storage.save_chat_message("u", "s", "a", msg("user", "before"))
         assert server.answers_writes(2)
         os.kill(server.process.pid, signal.SIGSTOP)
+        _wait_until_stopped(server.process.pid)
         try:
             with pytest.raises(TransientError, match="no answer from the libSQL server") as info:
                 await storage.save_chat_message("u", "s", "a", msg("assistant", "lost?"))
