@@ -14,7 +14,15 @@ from typing import Any
 from storage_core import ConfigurationError
 from storage_core.backend import Secret, StorageURL, parse_url
 
-__all__ = ["REMOTE_SCHEMES", "Endpoint", "RemoteConfig", "remote_config"]
+__all__ = [
+    "REMOTE_SCHEMES",
+    "Endpoint",
+    "RemoteConfig",
+    "check_known",
+    "remote_config",
+    "seconds_option",
+    "token_option",
+]
 
 REMOTE_SCHEMES = ("libsql", "wss", "ws", "https", "http")
 DEFAULT_TIMEOUT = 20.0
@@ -50,19 +58,8 @@ class RemoteConfig:
 
 def remote_config(url: StorageURL, options: Mapping[str, Any]) -> RemoteConfig:
     """Check the URL and options of a remote libSQL database."""
-    unknown = set(options) - set(_KW_OPTIONS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown libSQL option(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(_KW_OPTIONS)}"
-        )
-    unknown = set(url.query) - set(_URL_OPTIONS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown libSQL URL parameter(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(_URL_OPTIONS)}"
-        )
-    token = _token(url, options.get("auth_token"))
+    check_known("libSQL", url, options, _URL_OPTIONS, _KW_OPTIONS)
+    token = token_option(url, options.get("auth_token"))
     primary_text = options.get("primary_url", url.query_value("primary"))
     primary = None
     if primary_text is not None:
@@ -92,7 +89,9 @@ def remote_config(url: StorageURL, options: Mapping[str, Any]) -> RemoteConfig:
         primary=primary,
         replica=replica or primary is not None,
         replica_reads=replica_reads,
-        timeout=_timeout(options.get("timeout", url.query_value("timeout"))),
+        timeout=seconds_option(
+            "timeout", options.get("timeout", url.query_value("timeout")), DEFAULT_TIMEOUT
+        ),
         max_concurrent_writes=_positive_int(
             "max_concurrent_writes",
             options.get("max_concurrent_writes", url.query_value("max_concurrent_writes")),
@@ -126,7 +125,26 @@ def _endpoint(url: StorageURL) -> Endpoint:
     return Endpoint(f"{scheme}://{host}{port}{path}", url.render())
 
 
-def _token(url: StorageURL, option: Any) -> Secret | None:
+def check_known(
+    what: str, url: StorageURL, options: Mapping[str, Any],
+    url_known: tuple[str, ...], kw_known: tuple[str, ...],
+) -> None:
+    """Refuse keyword options and URL parameters not in the known ones."""
+    unknown = set(options) - set(kw_known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {what} option(s) {', '.join(sorted(unknown))}; known: {', '.join(kw_known)}"
+        )
+    unknown = set(url.query) - set(url_known)
+    if unknown:
+        raise ConfigurationError(
+            f"unknown {what} URL parameter(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(url_known)}"
+        )
+
+
+def token_option(url: StorageURL, option: Any) -> Secret | None:
+    """The auth token: the ``auth_token`` keyword, else the ``authToken`` parameter."""
     if option is not None:
         if isinstance(option, Secret):
             return option if option else None
@@ -150,15 +168,16 @@ def _flag(name: str, value: Any) -> bool:
     raise ConfigurationError(f"{name} must be 0 or 1, got {value!r}")
 
 
-def _timeout(value: Any) -> float:
+def seconds_option(name: str, value: Any, default: float) -> float:
+    """A positive, finite number of seconds (``default`` if None)."""
     if value is None:
-        return DEFAULT_TIMEOUT
+        return default
     try:
         seconds = float(value)
     except (TypeError, ValueError):
-        raise ConfigurationError(f"timeout must be seconds, got {value!r}") from None
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(f"timeout must be a positive number of seconds, got {value!r}")
+        raise ConfigurationError(f"{name} must be seconds, got {value!r}") from None
+    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
     return seconds
 
 

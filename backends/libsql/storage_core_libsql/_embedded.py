@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import re
 import threading
@@ -64,7 +63,7 @@ from storage_core_sqlite.plan import (
     to_table_rows,
 )
 
-from ._config import Endpoint, RemoteConfig
+from ._config import Endpoint, RemoteConfig, check_known, seconds_option, token_option
 from ._remote import LibsqlBackend
 
 __all__ = ["EmbeddedBackend", "EmbeddedConfig", "embedded_config", "is_embedded"]
@@ -113,18 +112,7 @@ class EmbeddedConfig:
 
 def embedded_config(url: StorageURL, path: str, options: Mapping[str, Any]) -> EmbeddedConfig:
     """Check the URL and options of an embedded replica of the local file ``path``."""
-    unknown = set(options) - set(_KW_OPTIONS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown embedded-replica option(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(_KW_OPTIONS)}"
-        )
-    unknown = set(url.query) - set(_URL_OPTIONS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown embedded-replica URL parameter(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(_URL_OPTIONS)}"
-        )
+    check_known("embedded-replica", url, options, _URL_OPTIONS, _KW_OPTIONS)
     if path == ":memory:":
         raise ConfigurationError("an embedded replica needs a database file, not :memory:")
     raw = options.get("sync_url", url.query.get("sync_url"))
@@ -155,34 +143,11 @@ def embedded_config(url: StorageURL, path: str, options: Mapping[str, Any]) -> E
         path=path,
         sync_url=f"{scheme}://{host}{port}",
         shown=url.render(),
-        auth_token=_token(url, options.get("auth_token")),
+        auth_token=token_option(url, options.get("auth_token")),
         sync_interval=_interval(options.get("sync_interval", url.query_value("sync_interval"))),
-        timeout=_seconds("timeout", options.get("timeout", url.query_value("timeout")),
+        timeout=seconds_option("timeout", options.get("timeout", url.query_value("timeout")),
                          DEFAULT_TIMEOUT),
     )
-
-
-def _token(url: StorageURL, option: Any) -> Secret | None:
-    if option is not None:
-        if isinstance(option, Secret):
-            return option if option else None
-        if not isinstance(option, str):
-            raise ConfigurationError("auth_token must be a string")
-        return Secret(option) if option else None
-    value = url.query.get("authToken")
-    return value if isinstance(value, Secret) and value else None
-
-
-def _seconds(name: str, value: Any, default: float) -> float:
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"{name} must be seconds, got {value!r}") from None
-    if isinstance(value, bool) or not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigurationError(f"{name} must be a positive number of seconds, got {value!r}")
-    return seconds
 
 
 def _interval(value: Any) -> float | None:
@@ -190,7 +155,7 @@ def _interval(value: Any) -> float | None:
         return None
     if value == 0 and not isinstance(value, bool):
         return None
-    return _seconds("sync_interval", value, DEFAULT_SYNC_INTERVAL)
+    return seconds_option("sync_interval", value, DEFAULT_SYNC_INTERVAL)
 
 
 # -- errors ----------------------------------------------------------------

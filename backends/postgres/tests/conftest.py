@@ -20,20 +20,47 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from storage_core.backend import parse_url
+from storage_core_conformance import Conversation, RawRow, RawRows
 from storage_core_conformance.wire import RoundTripProxy
 
 URL_ENV = "STORAGE_CORE_POSTGRES_URL"
 DEFAULT_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PGBOUNCER_ENV = "STORAGE_CORE_PGBOUNCER"
+
+
+def postgres_rows(url: str) -> RawRows:
+    """A conformance class's ``raw_rows`` reader for the database at ``url``:
+    the table read with asyncpg, on a connection of its own."""
+
+    async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
+        connection = await asyncpg.connect(url)
+        try:
+            rows = await connection.fetch(
+                "SELECT message_index, role, content, timestamp FROM public.conversations "
+                "WHERE user_id = $1 AND session_id = $2 AND agent_id = $3 "
+                "ORDER BY message_index", *conv)
+        finally:
+            await connection.close()
+        return [(row[0], row[1], row[2], row[3]) for row in rows]
+
+    return read
+
+
+@pytest.fixture(scope="session")
+def raw_rows_reader() -> Callable[[str], RawRows]:
+    """`postgres_rows`, for the conformance classes (test modules do not
+    import each other)."""
+    return postgres_rows
 
 
 def _unavailable(reason: str) -> None:

@@ -2,30 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable
 
-import asyncpg
 import pytest
 
-from storage_core_conformance import ConformanceTests, Conversation, RawRow, RawRows
+from storage_core_conformance import ConformanceTests, RawRows
 
-
-def postgres_rows(url: str) -> RawRows:
-    """The ``raw_rows`` reader: the table read with asyncpg, on a connection of its own."""
-
-    async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
-        connection = await asyncpg.connect(url)
-        try:
-            rows = await connection.fetch(
-                "SELECT message_index, role, content, timestamp FROM public.conversations "
-                "WHERE user_id = $1 AND session_id = $2 AND agent_id = $3 "
-                "ORDER BY message_index", *conv)
-        finally:
-            await connection.close()
-        return [(row[0], row[1], row[2], row[3]) for row in rows]
-
-    return read
 
 class TestPostgres(ConformanceTests):
     """A real server; one database per test session (the suite namespaces ids)."""
@@ -35,8 +17,10 @@ class TestPostgres(ConformanceTests):
         return postgres_database_url
 
     @pytest.fixture
-    def raw_rows(self, postgres_database_url: str) -> RawRows:
-        return postgres_rows(postgres_database_url)
+    def raw_rows(
+        self, raw_rows_reader: Callable[[str], RawRows], postgres_database_url: str
+    ) -> RawRows:
+        return raw_rows_reader(postgres_database_url)
 
 
 class TestPostgresThroughPgBouncer(ConformanceTests):
@@ -48,6 +32,8 @@ class TestPostgresThroughPgBouncer(ConformanceTests):
         return pgbouncer_database_url
 
     @pytest.fixture
-    def raw_rows(self, postgres_database_url: str) -> RawRows:
+    def raw_rows(
+        self, raw_rows_reader: Callable[[str], RawRows], postgres_database_url: str
+    ) -> RawRows:
         """The table read with asyncpg straight from the server (the same database)."""
-        return postgres_rows(postgres_database_url)
+        return raw_rows_reader(postgres_database_url)

@@ -4,13 +4,12 @@ database whose tables initialize() creates hash-partitioned by user_id
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
 from typing import Any
 
-import asyncpg
 import pytest
 
-from storage_core_conformance import ConformanceTests, Conversation, RawRow, RawRows
+from storage_core_conformance import ConformanceTests, RawRows
 
 PARTITIONS = 4
 
@@ -31,19 +30,9 @@ class TestPostgresPartitioned(ConformanceTests):
         return url
 
     @pytest.fixture
-    def raw_rows(self, postgres_server: Any, partitioned_database: str) -> RawRows:
+    def raw_rows(
+        self, raw_rows_reader: Callable[[str], RawRows], postgres_server: Any,
+        partitioned_database: str,
+    ) -> RawRows:
         """The partitioned table read with asyncpg, on a connection of its own."""
-        url = postgres_server.url_for(partitioned_database)
-
-        async def read(storage: Any, conv: Conversation) -> Sequence[RawRow]:
-            connection = await asyncpg.connect(url)
-            try:
-                rows = await connection.fetch(
-                    "SELECT message_index, role, content, timestamp FROM public.conversations "
-                    "WHERE user_id = $1 AND session_id = $2 AND agent_id = $3 "
-                    "ORDER BY message_index", *conv)
-            finally:
-                await connection.close()
-            return [(row[0], row[1], row[2], row[3]) for row in rows]
-
-        return read
+        return raw_rows_reader(postgres_server.url_for(partitioned_database))
