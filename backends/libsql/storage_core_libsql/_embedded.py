@@ -50,7 +50,9 @@ from storage_core.backend import (
     Secret,
     StorageURL,
     TableRow,
+    merge_sessions,
     parse_url,
+    table_rows,
 )
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
@@ -58,9 +60,7 @@ from storage_core_sqlite.plan import (
     export_statement,
     oldest_first,
     sessions_page_statement,
-    to_sessions,
     to_sessions_page,
-    to_table_rows,
 )
 
 from ._config import Endpoint, RemoteConfig, check_known, seconds_option, token_option
@@ -535,7 +535,7 @@ class EmbeddedBackend:
                     await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id)))
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
-        return to_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
+        return merge_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
 
     async def list_sessions_page(
         self, user_id: str, limit: int | None, before: SessionInfo | None
@@ -562,7 +562,7 @@ class EmbeddedBackend:
 
     async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
         statement, params = export_statement(after, limit)
-        return to_table_rows(await self._read("export", statement, params))
+        return table_rows(await self._read("export", statement, params))
 
     async def import_rows(self, rows: Sequence[TableRow]) -> int:
         return await self._synced(await self._primary.import_rows(rows))

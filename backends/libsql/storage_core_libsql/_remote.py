@@ -28,7 +28,15 @@ from typing import Any, TypeVar, cast
 import libsql_client
 
 from storage_core import Capabilities, ClosedError, SessionInfo, StorageError
-from storage_core.backend import AppendRequest, AppendResult, ConversationKey, RowValues, TableRow
+from storage_core.backend import (
+    AppendRequest,
+    AppendResult,
+    ConversationKey,
+    RowValues,
+    TableRow,
+    merge_sessions,
+    table_rows,
+)
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
     Statement,
@@ -42,9 +50,7 @@ from storage_core_sqlite.plan import (
     rest_of_window,
     schema_problems,
     sessions_page_statement,
-    to_sessions,
     to_sessions_page,
-    to_table_rows,
     within_statement,
 )
 
@@ -342,7 +348,7 @@ class LibsqlBackend:
         return await self._lister.query("fetch_all_chats", sql.SESSION, (user_id, session_id))
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
-        return to_sessions(await self._lister.query("list_sessions", sql.SESSIONS, (user_id,)))
+        return merge_sessions(await self._lister.query("list_sessions", sql.SESSIONS, (user_id,)))
 
     async def list_sessions_page(
         self, user_id: str, limit: int | None, before: SessionInfo | None
@@ -383,7 +389,7 @@ class LibsqlBackend:
 
     async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
         statement, params = export_statement(after, limit)
-        return to_table_rows(await self._writer.query("export", statement, params))
+        return table_rows(await self._writer.query("export", statement, params))
 
     async def import_rows(self, rows: Sequence[TableRow]) -> int:
         if not rows:

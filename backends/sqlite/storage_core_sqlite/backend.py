@@ -35,6 +35,8 @@ from storage_core.backend import (
     RowValues,
     StorageURL,
     TableRow,
+    merge_sessions,
+    table_rows,
 )
 
 from . import sql
@@ -50,9 +52,7 @@ from .plan import (
     replayed_pop,
     schema_problems,
     sessions_page_statement,
-    to_sessions,
     to_sessions_page,
-    to_table_rows,
 )
 from .thread import check_aiosqlite, connect, fetch_all, on_thread, transaction
 
@@ -244,7 +244,7 @@ class SqliteBackend:
         return await self._read("fetch_all_chats", sql.SESSION, (user_id, session_id))
 
     async def list_sessions(self, user_id: str) -> Sequence[SessionInfo]:
-        return to_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
+        return merge_sessions(await self._read("list_sessions", sql.SESSIONS, (user_id,)))
 
     async def list_sessions_page(
         self, user_id: str, limit: int | None, before: SessionInfo | None
@@ -289,7 +289,7 @@ class SqliteBackend:
 
     async def export_rows(self, after: TableRow | None, limit: int) -> Sequence[TableRow]:
         statement, params = export_statement(after, limit)
-        return to_table_rows(await self._read("export", statement, params))
+        return table_rows(await self._read("export", statement, params))
 
     async def import_rows(self, rows: Sequence[TableRow]) -> int:
         params = import_params(rows)

@@ -23,7 +23,6 @@ from storage_core.backend import (
     replayed_rows,
     reused_request,
     sessions_in_order,
-    table_rows,
 )
 
 from . import sql
@@ -264,11 +263,6 @@ def oldest_first(rows: Sequence[Any]) -> list[RowValues]:
     return cast("list[RowValues]", list(reversed(rows)))
 
 
-def to_sessions(rows: Iterable[Sequence[Any]]) -> list[SessionInfo]:
-    """Rows of ``sql.SESSIONS`` -> one SessionInfo per session."""
-    return merge_sessions(rows)
-
-
 def sessions_page_statement(
     user_id: str, limit: int | None, before: SessionInfo | None
 ) -> Statement:
@@ -330,8 +324,3 @@ def import_params(rows: Iterable[TableRow]) -> list[tuple[Any, ...]]:
         (r.user_id, r.session_id, r.agent_id, r.message_index, r.role, r.content, r.timestamp)
         for r in rows
     ]
-
-
-def to_table_rows(rows: Iterable[Sequence[Any]]) -> list[TableRow]:
-    """Rows of ``sql.EXPORT_*`` -> TableRow."""
-    return table_rows(rows)
