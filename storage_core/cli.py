@@ -134,30 +134,27 @@ def parse_duration(text: str) -> float:
     return seconds
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: a whole number from 1 up."""
+def _whole_number(text: str, minimum: int) -> int:
+    """A whole number from ``minimum`` up to the index limit, for argparse."""
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
     if value > _MAX_INT:
         raise argparse.ArgumentTypeError(f"must be at most {_MAX_INT}, got {text}")
     return value
+
+
+def _positive_int(text: str) -> int:
+    """argparse type: a whole number from 1 up."""
+    return _whole_number(text, 1)
 
 
 def _index(text: str) -> int:
     """argparse type: a message index, a whole number from 0 up."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    if value > _MAX_INT:
-        raise argparse.ArgumentTypeError(f"must be at most {_MAX_INT}, got {text}")
-    return value
+    return _whole_number(text, 0)
 
 
 def _cursor_timestamp(text: str) -> int:
