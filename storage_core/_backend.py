@@ -132,6 +132,13 @@ class AppendRequest:
        [`replayed_rows`][storage_core.backend.replayed_rows]); steps 3 and 4 run as
        usual. ``replay`` is false only for an id the core just generated,
        which no record can hold yet: the lookup is skipped.
+
+    ``must_record`` is false when the core generated ``request_id`` (the
+    caller gave none). The core repeats such a write only after a transient
+    failure, so a backend whose failures are never ambiguous (a transaction
+    on a local file either commits or reports that it stored nothing) may
+    skip step 5 then: no repeat can find the write stored. A backend that
+    can fail ambiguously (over a network) records every id.
     """
 
     key: ConversationKey
@@ -142,6 +149,7 @@ class AppendRequest:
     history_limit: int | None
     request_id: str | None = None
     replay: bool = False
+    must_record: bool = True
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,8 +135,14 @@ class StoredMessage:
         }
 
 
+_GC_PAUSE_ROWS = 64
+"""From this many rows on, `messages_from_rows` holds the cyclic garbage
+collector off while it builds (see there); fewer are a small part of the
+700 allocations that start a collection."""
+
+
 def messages_from_rows(
-    rows: Iterable[tuple[str, int, str, str, int]], *, prefix_assistant: bool = False
+    rows: Sequence[tuple[str, int, str, str, int]], *, prefix_assistant: bool = False
 ) -> list[StoredMessage]:
     """One [`StoredMessage`][storage_core.StoredMessage] per ``(agent_id, message_index, role,
     content_json, timestamp)`` row, content left to decode on first access.
@@ -146,7 +153,26 @@ def messages_from_rows(
     The hot loop of every read, so it fills the slots directly rather than
     calling [`StoredMessage.from_json`][storage_core.StoredMessage.from_json] per row
     (half the cost).
+
+    New objects that stay alive while more are built make the cyclic
+    garbage collector run over them again and again, and count them towards
+    a full collection of the whole heap: a stall of the event loop of 20 ms
+    and more in a process holding a few hundred thousand objects
+    (docs/performance.md, W6). They hold no reference cycles, so a build of
+    `_GC_PAUSE_ROWS` or more runs with the collector off (if it was on).
     """
+    if len(rows) >= _GC_PAUSE_ROWS and gc.isenabled():
+        gc.disable()
+        try:
+            return _build(rows, prefix_assistant)
+        finally:
+            gc.enable()
+    return _build(rows, prefix_assistant)
+
+
+def _build(
+    rows: Sequence[tuple[str, int, str, str, int]], prefix_assistant: bool
+) -> list[StoredMessage]:
     new, cls, missing = object.__new__, StoredMessage, _MISSING
     assistant = _PREFIXED if prefix_assistant else _MISSING
     out: list[StoredMessage] = []

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import logging
 import os
@@ -359,22 +358,19 @@ class ChatStorage:
         *,
         history: bool,
     ) -> AppendResult:
-        request = AppendRequest(
-            key=key,
-            rows=rows,
-            skip_same_role=self._skip,
-            keep=keep,
-            history=history,
-            history_limit=keep,
-        )
         await self._ensure_ready()
         backend = self._backend
+        skip = self._skip
         if not backend.capabilities.exactly_once:
+            request = AppendRequest(key, rows, skip, keep, history, keep)
             return await self._call("append", lambda: backend.append(request),
                                     idempotent=False)
+        given = request_id is not None
 
         def attempt(replay: bool, rid: str) -> Awaitable[AppendResult]:
-            return backend.append(dataclasses.replace(request, request_id=rid, replay=replay))
+            return backend.append(
+                AppendRequest(key, rows, skip, keep, history, keep, rid, replay, given)
+            )
 
         return await self._write("append", attempt, request_id)
 

@@ -1,11 +1,13 @@
 """StoredMessage: content decoded on first access, and otherwise a plain value object."""
 
 import copy
+import gc
 import pickle
 
 import pytest
 
 from storage_core import StorageError, StoredMessage, make_storage
+from storage_core._model import messages_from_rows
 from storage_core.backend import AppendRequest, ConversationKey, NewRow
 
 TEXT = '[{"text": "h\\u00e9llo"}, {"n": 1.5, "ok": true, "none": null}]'
@@ -60,3 +62,37 @@ async def test_content_that_is_not_json_fails_on_access_with_a_storage_error() -
         assert (message.role, message.index, message.timestamp) == ("user", 0, 1)
         with pytest.raises(StorageError, match=r"message 0 of agent 'a' .*not valid JSON"):
             _ = message.content
+
+
+def _rows(count: int) -> list[tuple[str, int, str, str, int]]:
+    return [("a", i, "user", '[{"text": "hi"}]', i) for i in range(count)]
+
+
+def test_a_large_build_runs_no_garbage_collection() -> None:
+    # Collections during a build of thousands of live objects are what
+    # stalled the event loop (docs/performance.md, W6).
+    runs: list[int] = []
+
+    def count(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            runs.append(info["generation"])
+
+    rows = _rows(20_000)
+    gc.collect()
+    gc.callbacks.append(count)
+    try:
+        messages = messages_from_rows(rows)
+    finally:
+        gc.callbacks.remove(count)
+    assert runs == [] and len(messages) == 20_000
+    assert gc.isenabled()
+    assert [m.index for m in messages[:3]] == [0, 1, 2] and messages[-1].content == [{"text": "hi"}]
+
+
+def test_a_build_leaves_a_disabled_collector_disabled() -> None:
+    gc.disable()
+    try:
+        messages_from_rows(_rows(5_000))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

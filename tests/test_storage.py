@@ -134,7 +134,19 @@ async def test_ambiguous_writes_are_repeated_with_their_request_id() -> None:
     ids = {r.request_id for r in backend.requests}
     assert len(ids) == 1 and None not in ids
     assert [r.replay for r in backend.requests] == [False, True, True]
+    # The core made the id: a backend that never fails ambiguously may skip its record.
+    assert [r.must_record for r in backend.requests] == [False, False, False]
     assert [m.index for m in await storage.fetch_chat("u", "s", "a")] == [0, 1]
+
+
+@pytest.mark.asyncio
+async def test_a_callers_request_id_must_be_recorded_on_every_try() -> None:
+    backend = CommitThenFailBackend(1)
+    storage = ChatStorage(backend, retry=FAST)
+    await storage.append_messages("u", "s", "a", [MSG], request_id="mine")
+    assert [(r.request_id, r.replay, r.must_record) for r in backend.requests] == [
+        ("mine", True, True), ("mine", True, True)
+    ]
 
 
 @pytest.mark.asyncio

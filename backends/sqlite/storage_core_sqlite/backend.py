@@ -225,7 +225,7 @@ class SqliteBackend:
     # -- the protocol ------------------------------------------------------
 
     async def append(self, request: AppendRequest) -> AppendResult:
-        plan = plan_append(request)
+        plan = plan_append(request, local=True)
         return await self._write("append", lambda db: _run_append(db, plan))
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:

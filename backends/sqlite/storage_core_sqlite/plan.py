@@ -200,11 +200,15 @@ def indexes_taken(rows: Iterable[Sequence[Any]]) -> tuple[int | None, int]:
     return min(indexes) - 1, len(indexes)
 
 
-def plan_append(req: AppendRequest, *, budgeted: bool = False) -> AppendPlan:
+def plan_append(
+    req: AppendRequest, *, budgeted: bool = False, local: bool = False
+) -> AppendPlan:
     """The statements that carry out ``req`` (see ``storage_core.backend.AppendRequest``).
 
     ``budgeted``: the history is read with `within_statement` (for a server
-    with a response size limit; the caller completes it with `rest_of_window`)."""
+    with a response size limit; the caller completes it with `rest_of_window`).
+    ``local``: the engine's failures are never ambiguous (a file), so a
+    request id the core generated (``req.must_record`` false) is not recorded."""
     k = req.key
     conv = (k.user_id, k.session_id, k.agent_id)
     trim = (sql.TRIM, (*conv, *conv, req.keep - 1)) if req.keep is not None else None
@@ -215,7 +219,7 @@ def plan_append(req: AppendRequest, *, budgeted: bool = False) -> AppendPlan:
         limit = -1 if req.history_limit is None else req.history_limit
         read = (sql.NEWEST, (*conv, limit))
     record: Statement | None = None
-    if req.request_id is not None and req.rows:
+    if req.request_id is not None and req.rows and (req.must_record or not local):
         text = sql.record_append(skip_same_role=req.skip_same_role)
         params = (*conv, req.request_id, len(req.rows))
         record = (text, (*params, req.rows[0].role) if req.skip_same_role else params)

@@ -259,3 +259,52 @@ def test_missing_aiosqlite_internals_are_a_clear_error(monkeypatch: pytest.Monke
     monkeypatch.delattr(aiosqlite.Connection, "_conn")
     with pytest.raises(ConfigurationError, match=r"aiosqlite>=0.20,<0.23"):
         check_aiosqlite()
+
+
+def _records(path: Path) -> list[tuple[str, int, int]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(
+            "SELECT request_id, first_index, row_count FROM storage_core_requests ORDER BY seq"
+        ).fetchall()
+
+
+@pytest.mark.asyncio
+async def test_only_a_callers_request_id_is_recorded(tmp_path: Path) -> None:
+    # A transaction on a file commits or stores nothing, so the core's own
+    # ids need no record: a repeat only follows a failure that stored nothing.
+    path = tmp_path / "chat.db"
+    async with make_storage(f"sqlite:///{path}") as storage:
+        await storage.save_chat_message("u", "s", "a", {"role": "user", "content": "1"})
+        await storage.append_messages("u", "s", "a", [{"role": "assistant", "content": "2"}])
+        assert _records(path) == []
+        await storage.save_chat_message(
+            "u", "s", "a", {"role": "user", "content": "3"}, request_id="mine"
+        )
+        assert _records(path) == [("mine", 2, 1)]
+        again = await storage.save_chat_message(
+            "u", "s", "a", {"role": "user", "content": "3"}, request_id="mine"
+        )
+        assert [m.index for m in again] == [0, 1, 2]
+
+
+@pytest.mark.asyncio
+async def test_a_save_retried_after_busy_is_stored_once(tmp_path: Path) -> None:
+    path = tmp_path / "chat.db"
+    async with make_storage(f"sqlite:///{path}?busy_timeout=20") as storage:
+        await storage.initialize()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # holds the write lock past the busy timeout
+        try:
+            save = asyncio.ensure_future(
+                storage.save_chat_message("u", "s", "a", {"role": "user", "content": "x"})
+            )
+            # Five tries of 20 ms each at least: still trying after the first.
+            await asyncio.sleep(0.06)
+            assert not save.done()
+        finally:
+            other.execute("COMMIT")
+            other.close()
+        saved = await save
+        assert [m.index for m in saved] == [0]
+        assert [m.index for m in await storage.fetch_chat("u", "s", "a")] == [0]
+        assert _records(path) == []
