@@ -127,8 +127,8 @@ class Floor:
 class SameWork(Floor):
     """The raw driver doing the same work as our call in one transaction.
 
-    A save inserts its rows, records a request id when ``record`` (what every
-    write of ours does since exactly-once writes), trims to ``max_history``
+    A save inserts its rows, records a request id when ``record`` (what our
+    writes do over a network; on a file only a caller's id is), trims to ``max_history``
     and, when ``read``, reads back what the call returns (the newest
     ``max_history``, else the whole conversation). Reads are the plain floor's.
     """

@@ -60,18 +60,28 @@ def test_cost_ratio_is_ours_over_the_floor_and_the_rate_the_other_way() -> None:
 
 def test_a_save_is_judged_against_its_same_work_floor_and_shows_the_insert() -> None:
     case = "save 1, H=10,000"
-    rows = build_rows([m("sqlite", "W1", case, "ours", 30.0),
-                       m("sqlite", "W1", case, "floor", 0.5),
-                       m("sqlite", "W1", case, "same", 27.0),
-                       m("sqlite", "W1", case, "same-norec", 25.0)], {})
+    rows = build_rows([m("postgres", "W1", case, "ours", 30.0),
+                       m("postgres", "W1", case, "floor", 0.5),
+                       m("postgres", "W1", case, "same", 27.0),
+                       m("postgres", "W1", case, "same-norec", 24.0)], {})
     c = cells(rows[0])
     assert (c["ours/floor"], c["same-work p50"], c["ours/same-work"]) == ("60.00x", "27.0",
                                                                           "1.11x")
-    assert c["ours/same-work w/o record"] == "1.20x"
+    assert c["ours/same-work w/o record"] == "1.25x"
     assert c["goal"] == "<= 1.2x same-work met" and rows[0].ok == [True]
-    rows = build_rows([m("sqlite", "W1", case, "ours", 33.0),
-                       m("sqlite", "W1", case, "same", 27.0)], {})
+    rows = build_rows([m("postgres", "W1", case, "ours", 33.0),
+                       m("postgres", "W1", case, "same", 27.0)], {})
     assert cells(rows[0])["goal"] == "<= 1.2x same-work MISSED" and rows[0].ok == [False]
+
+
+def test_a_save_on_a_file_is_judged_without_the_record() -> None:
+    # On a file our writes record only a caller's request id.
+    case = "save 1, H=1,000"
+    for target, ours, verdict in (("sqlite", 31.0, "MISSED"), ("libsql-file", 29.0, "met")):
+        rows = build_rows([m(target, "W1", case, "ours", ours),
+                           m(target, "W1", case, "same", 27.0),
+                           m(target, "W1", case, "same-norec", 25.0)], {})
+        assert cells(rows[0])["goal"] == f"<= 1.2x same-work w/o record {verdict}"
 
 
 def test_append_is_judged_against_the_one_row_insert() -> None:
