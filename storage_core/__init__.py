@@ -200,7 +200,15 @@ _MOVED = {
 }
 
 
+# Submodules that importing storage_core loaded before the plugin machinery
+# became lazy: still reachable as attributes (and listed by dir()), loaded
+# on first use.
+_SUBMODULES = ("_plugins", "_registry", "hookspecs")
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
     home = _MOVED.get(name)
     if home is None:
         raise AttributeError(f"module 'storage_core' has no attribute {name!r}")
@@ -210,3 +218,7 @@ def __getattr__(name: str) -> Any:
         stacklevel=2,
     )
     return getattr(importlib.import_module(home), name)
+
+
+def __dir__() -> list[str]:
+    return sorted((set(globals()) - {"__dir__", "_SUBMODULES"}) | set(_SUBMODULES))

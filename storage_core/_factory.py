@@ -8,7 +8,6 @@ from typing import Any
 from urllib.parse import quote, quote_plus
 
 from ._limits import Limits
-from ._plugins import build_registry, get_plugin_manager
 from ._retry import RetryPolicy
 from ._rules import TrimMode
 from ._storage import ChatStorage
@@ -83,6 +82,9 @@ def make_storage(
     :raises ConfigurationError: bad URL, unknown scheme or bad option.
     :raises MissingDriverError: the backend or its driver is not installed.
     """
+    # Here, not at the top: importing storage_core does not load the plugin machinery.
+    from ._plugins import build_registry, get_plugin_manager
+
     parsed = parse_url(url)
     pm = get_plugin_manager()
     spec = pm.hook.storage_core_claim_url(url=parsed)

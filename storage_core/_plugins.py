@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import functools
-import importlib.metadata
+import importlib
 import logging
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import pluggy
 
-from . import hookspecs
+from . import _entry_points, hookspecs
 from ._registry import BackendRegistry
 from .errors import ConfigurationError
 
@@ -50,9 +52,43 @@ def _blocked() -> set[str]:
     return {p.strip() for p in os.environ.get(BLOCK_ENV, "").split(",") if p.strip()}
 
 
-def _load_entry_points(pm: pluggy.PluginManager) -> None:
+class _Distribution(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _EntryPoint(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def dist(self) -> _Distribution | None: ...
+    def load(self) -> Any: ...
+
+
+def _find_entry_points() -> Iterable[_EntryPoint]:
+    """The group's entry points: read directly where that gives what
+    importlib.metadata gives (see `_entry_points`), else from importlib.metadata."""
+    try:
+        return _entry_points.entry_points(ENTRY_POINT_GROUP)
+    except _entry_points.Unusual as why:
+        log.debug("entry points from importlib.metadata: %s", why)
+    return _metadata_entry_points()
+
+
+def _metadata_entry_points() -> Iterable[_EntryPoint]:
+    importlib.import_module("importlib.metadata")  # only now: it costs ~20 ms to import
+    return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
+
+
+def _load_entry_points(
+    pm: pluggy.PluginManager, entry_points: Iterable[_EntryPoint] | None = None
+) -> None:
+    """Register each entry point not blocked nor already registered; record
+    the ones that fail. None: importlib.metadata's list."""
+    if entry_points is None:
+        entry_points = _metadata_entry_points()
     blocked = _blocked()
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    for ep in entry_points:
         dist = ep.dist.name if ep.dist is not None else "?"
         if "*" in blocked or ep.name in blocked or dist in blocked:
             log.debug("plugin %s from %s blocked by %s", ep.name, dist, BLOCK_ENV)
@@ -78,7 +114,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
         from . import _builtin
 
         pm.register(_builtin, name="storage_core.builtin")
-        _load_entry_points(pm)
+        _load_entry_points(pm, _find_entry_points())
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:

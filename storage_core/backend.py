@@ -14,6 +14,8 @@ and may use the shared helpers here for the rules and the row mapping::
 
 from __future__ import annotations
 
+import typing as _typing
+
 from ._backend import (
     REQUESTS_REMEMBERED,
     AppendRequest,
@@ -32,7 +34,6 @@ from ._backend import (
     replayed_rows,
     reused_request,
 )
-from ._memory import MemoryBackend, MemoryStore
 from ._registry import BackendFactory, BackendRegistry, BackendSpec
 from ._rows import merge_sessions, sessions_in_order, table_rows
 from ._rules import (
@@ -82,3 +83,22 @@ __all__ = [
     "sessions_in_order",
     "table_rows",
 ]
+
+# MemoryBackend and MemoryStore are imported on first use: every plugin module
+# imports this one, and a first save on another backend need not load them.
+# Hidden from type checkers, which see the names themselves.
+if _typing.TYPE_CHECKING:
+    from ._memory import MemoryBackend, MemoryStore
+else:
+    _LAZY = {"MemoryBackend", "MemoryStore"}
+
+    def __getattr__(name: str) -> object:
+        if name in _LAZY:
+            from . import _memory
+
+            return getattr(_memory, name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        own = {"_typing", "_LAZY", "__getattr__", "__dir__"}
+        return sorted((set(globals()) - own) | _LAZY)
