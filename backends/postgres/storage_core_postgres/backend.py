@@ -208,9 +208,11 @@ class PostgresBackend:
         if skipped not in (0, 1) or (skipped and not request.skip_same_role):
             raise StorageError(f"append: the server reported {count} of {len(rows)} rows stored")
         agent_id = key.agent_id
+        new = tuple.__new__  # skips the named tuple's Python-level __new__ (one per row)
         stored = [
-            StoredRow(agent_id, meta[2], row.role, row.content, row.timestamp)
-            for meta, row in zip(result[:count], rows[skipped:], strict=True)
+            new(StoredRow, (agent_id, meta[2], role, content, timestamp))
+            for meta, (role, content, timestamp) in zip(
+                result[:count], rows[skipped:], strict=True)
         ]
         # Record[1:] is a plain tuple, in RowValues order.
         history = cast(
