@@ -12,17 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .config import PostgresConfig
-
 if TYPE_CHECKING:
     from .backend import PostgresBackend
+    from .config import PostgresConfig
 
 __all__ = ["PostgresBackend", "PostgresConfig"]
 
 
 def __getattr__(name: str) -> object:
+    # Lazy, so loading the plugin (the first make_storage of any URL) stays cheap.
     if name == "PostgresBackend":
         from .backend import PostgresBackend
 
         return PostgresBackend
+    if name == "PostgresConfig":
+        from .config import PostgresConfig
+
+        return PostgresConfig
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
