@@ -16,7 +16,7 @@ from libsql_client import LibsqlError
 from storage_core import AuthenticationError, StorageError, TransientError
 from storage_core.backend import REDACTED
 
-__all__ = ["timeout_error", "translate"]
+__all__ = ["response_refused", "timeout_error", "translate"]
 
 # Hrana error codes for a rejected or missing token (sqld, Turso).
 _AUTH_CODES = frozenset(
@@ -85,3 +85,15 @@ def timeout_error(what: str, seconds: float, *, write: bool) -> TransientError:
         f"{what}: no answer from the libSQL server within {seconds:g} s", ambiguous=write
     )
 
+
+def response_refused(error: BaseException) -> bool:
+    """Whether ``error`` (raised ``from`` the driver's exception) may be sqld
+    refusing an answer over its size limit (``--max-response-size``):
+    ``RESPONSE_TOO_LARGE``, or, for a batch over HTTP, where sqld's v1 API
+    says no more than that the batch failed, an HTTP 500. Nothing was
+    committed then (the batch rolled back), but a 500 can have other causes:
+    a caller repeating a write on it must repeat it as a replay."""
+    cause = error.__cause__
+    if not isinstance(cause, LibsqlError):
+        return False
+    return cause.code == "RESPONSE_TOO_LARGE" or _http_status(cause) == 500

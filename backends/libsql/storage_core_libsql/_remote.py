@@ -1,8 +1,6 @@
 """The remote engine: a storage_core backend on sqld or Turso, over Hrana.
 
-Every save is ONE request. One message with nothing to trim or read back is
-a single ``INSERT ... RETURNING`` statement, a transaction by itself. Any
-other save is one ``client.batch``: libsql-client wraps the
+Every save is ONE request, one ``client.batch``: libsql-client wraps the
 statements in ``BEGIN`` ... ``COMMIT`` (a ``ROLLBACK`` step runs if any fails)
 and the server runs the whole batch on one connection, over HTTP as well as
 over a WebSocket, so a save is atomic without interactive transactions. The
@@ -10,6 +8,12 @@ statements and the reading of their results come from
 `storage_core_sqlite.plan`; the batch starts with
 ``sql.TAKE_WRITE_LOCK`` so that concurrent writers queue on sqld's write lock
 instead of failing with ``SQLITE_BUSY``.
+
+Reads, a save's history included, are plain ``SELECT`` statements. sqld
+refuses an answer over its size limit (``--max-response-size``) as a whole;
+only then is the read made again within a response budget
+(``sql.NEWEST_WITHIN``) and completed in parts, and a save sent again, as a
+replay of its request id.
 
 Every request has a timeout. A write that times out is a
 ``TransientError(ambiguous=True)`` (it may have been committed); the client is
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar, cast
 
 import libsql_client
@@ -39,7 +44,9 @@ from storage_core.backend import (
 )
 from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
+    AppendPlan,
     Statement,
+    before_statement,
     check_schema_version,
     export_statement,
     import_params,
@@ -54,9 +61,10 @@ from storage_core_sqlite.plan import (
     within_statement,
 )
 
+from . import _driver as driver
 from ._config import Endpoint, RemoteConfig
-from ._driver import abandon_client, create_client
-from ._errors import timeout_error, translate
+from ._driver import Result, abandon_client, create_client
+from ._errors import response_refused, timeout_error, translate
 
 __all__ = ["LibsqlBackend"]
 
@@ -117,11 +125,11 @@ class _Server:
 
     async def batch(
         self, what: str, statements: Sequence[Statement], *, write: bool
-    ) -> list[Any]:
+    ) -> list[Result]:
         stmts: list[Any] = [libsql_client.Statement(text, list(args)) for text, args in statements]
 
-        async def send(client: libsql_client.Client) -> list[Any]:
-            return list(await client.batch(stmts))
+        async def send(client: libsql_client.Client) -> list[Result]:
+            return await driver.batch(client, stmts)
 
         return await self._send(what, send, write=write, bulk=self._too_big_for_ws(statements))
 
@@ -132,7 +140,7 @@ class _Server:
         statement = libsql_client.Statement(text, list(args))
 
         async def send(client: libsql_client.Client) -> list[Any]:
-            return _tuples(await client.execute(statement))
+            return (await driver.execute(client, statement)).rows
 
         return await self._send(what, send, write=write)
 
@@ -199,13 +207,6 @@ class _Server:
         for client in clients:
             if client is not None:
                 abandon_client(client)
-
-
-def _tuples(result: Any) -> list[tuple[Any, ...]]:
-    """A result set's rows as plain tuples: libsql-client's ``Row`` iterates
-    through the generic ``Sequence`` protocol, one ``__getitem__`` per value,
-    which costs more than the rest of a read."""
-    return [row.astuple() for row in result.rows]
 
 
 async def _close_client(client: libsql_client.Client) -> None:
@@ -286,7 +287,21 @@ class LibsqlBackend:
     async def _newest(
         self, what: str, key: ConversationKey, limit: int | None, before_index: int | None
     ) -> Sequence[RowValues]:
+        # A plain read first: the budgeted one (`within_statement`) sums the
+        # rows' sizes in a window, about twice the server's work, which only a
+        # window over sqld's response limit needs; that one is refused as a
+        # whole and then read in parts.
         conv = (key.user_id, key.session_id, key.agent_id)
+        plain = (
+            (sql.NEWEST, (*conv, -1 if limit is None else limit))
+            if before_index is None
+            else before_statement(key, limit, before_index)
+        )
+        try:
+            return oldest_first(await self._writer.query(what, *plain))
+        except StorageError as exc:
+            if not response_refused(exc):
+                raise
         first = (
             within_statement(conv, limit)
             if before_index is None
@@ -296,24 +311,46 @@ class LibsqlBackend:
         return oldest_first(await self._window(self._writer, what, conv, limit, rows))
 
     async def append(self, request: AppendRequest) -> AppendResult:
+        # The history is read plainly (`_newest` says why). One over sqld's
+        # response limit fails the batch, which rolls back, and the save is
+        # sent again with the budgeted read, as a replay: an HTTP 500 may
+        # also be a batch that was committed (`response_refused`).
+        plan = plan_append(request)
+        try:
+            results = await self._writer.batch("append", plan.statements(), write=True)
+        except StorageError as exc:
+            if plan.read is not None and request.request_id is not None and response_refused(exc):
+                return await self._append_budgeted(replace(request, replay=True))
+            if plan.record is None or not is_duplicate_request(str(exc)):
+                raise
+            return await self._replayed(plan)
+        return plan.batch_result([result.rows for result in results])
+
+    async def _append_budgeted(self, request: AppendRequest) -> AppendResult:
+        """`append` with the history read within the response budget and
+        completed in further reads (`_window`)."""
         plan = plan_append(request, budgeted=True)
         try:
             results = await self._writer.batch("append", plan.statements(), write=True)
         except StorageError as exc:
-            # The request id was recorded: an earlier try was committed.
             if plan.record is None or not is_duplicate_request(str(exc)):
                 raise
-            replay = await self._writer.batch("append", plan.replay_reads, write=False)
-            record = _tuples(replay[0])
-            return plan.replayed(record[0] if record else None,
-                                 _tuples(replay[1]) if request.history else [])
-        parts = [_tuples(result) for result in results]
+            return await self._replayed(plan)
+        parts = [result.rows for result in results]
         history = None
         if plan.read is not None:
             history = await self._window(
                 self._writer, "append", plan.conversation, request.history_limit, parts[-1]
             )
         return plan.batch_result(parts, history)
+
+    async def _replayed(self, plan: AppendPlan) -> AppendResult:
+        """The outcome of a save whose request id was recorded: an earlier
+        try was committed."""
+        replay = await self._writer.batch("append", plan.replay_reads, write=False)
+        record = replay[0].rows
+        return plan.replayed(record[0] if record else None,
+                             replay[1].rows if plan.request.history else [])
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
         return await self._newest("fetch_chat", key, limit, None)
@@ -341,7 +378,7 @@ class LibsqlBackend:
             if not record:
                 raise
             return replayed_pop(record[0], request_id)
-        rows = _tuples(results[-1])
+        rows = results[-1].rows
         return cast("RowValues", tuple(rows[0])) if rows else None
 
     async def fetch_session(self, user_id: str, session_id: str) -> Sequence[RowValues]:
@@ -410,7 +447,7 @@ class LibsqlBackend:
             [(sql.READ_SCHEMA_VERSION, ()), (sql.INDEXES, ()), (sql.ROW_COUNT, ())],
             write=False,
         )
-        version, indexes, count = (_tuples(r) for r in results)
+        version, indexes, count = (r.rows for r in results)
         schema_version = int(version[0][0]) if version else None
         names = [str(row[0]) for row in indexes]
         return {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from libsql_client import LibsqlError
 
 from storage_core import AuthenticationError, StorageError, TransientError
-from storage_core_libsql._errors import translate
+from storage_core_libsql._errors import response_refused, translate
 
 
 def test_busy_and_auth_codes_are_translated() -> None:
@@ -31,3 +31,23 @@ def test_busy_and_auth_codes_are_translated() -> None:
     secret = translate(LibsqlError("echo secret-token-123", "SQL_INPUT_ERROR"), "x",
                        write=False, token="secret-token-123")
     assert "secret-token-123" not in str(secret)
+
+
+def _raised(cause: LibsqlError) -> StorageError:
+    """The error as `_Server` raises it: translated, ``from`` the driver's."""
+    try:
+        raise translate(cause, "fetch_chat", write=False) from cause
+    except StorageError as exc:
+        return exc
+
+
+def test_a_refused_response_is_told_from_other_failures() -> None:
+    assert response_refused(_raised(LibsqlError("Response is too large", "RESPONSE_TOO_LARGE")))
+    # sqld's v1 HTTP batch answers a response over its limit with a bare 500.
+    assert response_refused(_raised(LibsqlError("Server returned HTTP status 500",
+                                                "SERVER_ERROR")))
+    for other in (LibsqlError("Server returned HTTP status 502", "SERVER_ERROR"),
+                  LibsqlError("SQLite error: database is locked", "SQLITE_BUSY"),
+                  LibsqlError("no such table: t", "SQL_INPUT_ERROR")):
+        assert not response_refused(_raised(other))
+    assert not response_refused(StorageError("fetch_chat failed: RESPONSE_TOO_LARGE"))

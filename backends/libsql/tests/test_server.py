@@ -271,6 +271,35 @@ async def test_sql_error_keeps_the_driver_error_as_cause(sqld_server: Any) -> No
         assert isinstance(info.value.__cause__, LibsqlError)
 
 
+async def test_a_websocket_stream_is_reused_only_after_a_clean_request(
+    sqld_server: Any,
+) -> None:
+    """A stream whose batch failed is closed (it may hold what the failure
+    left), and the next request runs on a new one and sees nothing of it."""
+    import libsql_client
+
+    from storage_core_libsql import _driver
+
+    table = f"streams_{os.getpid()}_{time.monotonic_ns()}"
+    client = _driver.create_client(sqld_server.ws_url, None)
+    try:
+        await _driver.batch(client, [libsql_client.Statement(
+            f"CREATE TABLE {table} (i INTEGER PRIMARY KEY)")])
+        (kept,) = client._idle
+        assert (await _driver.execute(client, libsql_client.Statement("SELECT 1"))).rows == [(1,)]
+        assert client._idle == [kept]  # the same stream again
+        insert = libsql_client.Statement(f"INSERT INTO {table} VALUES (1)")
+        with pytest.raises(LibsqlError, match="UNIQUE"):
+            await _driver.batch(client, [insert, insert])
+        assert kept.closed and client._idle == []
+        count = await _driver.execute(client, libsql_client.Statement(
+            f"SELECT count(*) FROM {table}"))
+        assert count.rows == [(0,)]
+        assert len(client._idle) == 1 and client._idle[0] is not kept
+    finally:
+        await client.close()
+
+
 # -- replicas ----------------------------------------------------------------
 
 

@@ -229,8 +229,10 @@ class SqliteBackend:
         return await self._write("append", lambda db: _run_append(db, plan))
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
-        params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return oldest_first(await self._read("fetch_chat", sql.NEWEST, params))
+        conv = (key.user_id, key.session_id, key.agent_id)
+        if limit is None:
+            return await self._read("fetch_chat", sql.WHOLE, conv)
+        return oldest_first(await self._read("fetch_chat", sql.NEWEST, (*conv, limit)))
 
     async def pop(
         self, key: ConversationKey, request_id: str | None = None, replay: bool = False

@@ -41,6 +41,7 @@ class AppendPlan:
     trim: Statement | None
     read: Statement | None
     record: Statement | None = None
+    ascending: bool = False  # ``read`` returns the rows oldest first (``sql.WHOLE``)
 
     @property
     def conversation(self) -> tuple[str, str, str]:
@@ -187,7 +188,10 @@ class AppendPlan:
             StoredRow(agent, start + 1 + i, r.role, r.content, r.timestamp)
             for i, r in enumerate(rows)
         ]
-        history = oldest_first(read_rows) if req.history else None
+        history: list[RowValues] | None = None
+        if req.history:
+            history = (cast("list[RowValues]", list(read_rows)) if self.ascending
+                       else oldest_first(read_rows))
         return AppendResult(stored=stored, history=history)
 
 
@@ -215,15 +219,16 @@ def plan_append(
     read: Statement | None = None
     if req.history and budgeted:
         read = within_statement(conv, req.history_limit)
+    elif req.history and req.history_limit is None:
+        read = (sql.WHOLE, conv)
     elif req.history:
-        limit = -1 if req.history_limit is None else req.history_limit
-        read = (sql.NEWEST, (*conv, limit))
+        read = (sql.NEWEST, (*conv, req.history_limit))
     record: Statement | None = None
     if req.request_id is not None and req.rows and (req.must_record or not local):
         text = sql.record_append(skip_same_role=req.skip_same_role)
         params = (*conv, req.request_id, len(req.rows))
         record = (text, (*params, req.rows[0].role) if req.skip_same_role else params)
-    return AppendPlan(req, trim, read, record)
+    return AppendPlan(req, trim, read, record, ascending=read is not None and read[0] is sql.WHOLE)
 
 
 def replayed_pop(record: Sequence[Any], request_id: str) -> RowValues:
