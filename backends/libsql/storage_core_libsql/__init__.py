@@ -19,19 +19,27 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._config import RemoteConfig
-from ._factory import from_url
-
 if TYPE_CHECKING:
+    from ._config import RemoteConfig
+    from ._factory import from_url
     from ._remote import LibsqlBackend
 
 __all__ = ["LibsqlBackend", "RemoteConfig", "from_url"]
 
 
 def __getattr__(name: str) -> object:
-    # Lazy, so loading the plugin (listing backends) never imports libsql-client.
+    # Lazy, so loading the plugin (the first make_storage of any URL) never
+    # imports libsql-client, nor the URL parsing of this package.
     if name == "LibsqlBackend":
         from ._remote import LibsqlBackend
 
         return LibsqlBackend
+    if name == "RemoteConfig":
+        from ._config import RemoteConfig
+
+        return RemoteConfig
+    if name == "from_url":
+        from ._factory import from_url
+
+        return from_url
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
