@@ -162,7 +162,8 @@ def loop_lines(measurements: Iterable[dict[str, Any]]) -> list[tuple[str, bool |
             over = sum(1 for v in values if v > STALL_GOAL_MS)
             parts.append(f"{subject}: longest stall {longest:.1f} ms, p99 "
                          f"{percentile(values, 99):.2f} ms, {over} of {len(values):,} "
-                         f"ticks over {STALL_GOAL_MS:g} ms")
+                         f"ticks over {STALL_GOAL_MS:g} ms"
+                         + (f" ({by[subject]['note']})" if by[subject]["note"] else ""))
             if subject == "ours":
                 ok = longest <= STALL_GOAL_MS
         case = next(iter(by.values()))["case"]

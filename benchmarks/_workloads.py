@@ -4,6 +4,7 @@ rounds interleaved."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import time
@@ -260,6 +261,29 @@ async def _w4(t: Target, subjects: list[Subject], one_conv: dict[str, Subject], 
     return results
 
 
+class _FullCollections:
+    """A ``gc.callbacks`` entry timing the collections of the oldest
+    generation: a full collection holds the GIL for the whole heap, the
+    likeliest cause of a long stall that is not the machine's."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if info["generation"] != 2:
+            return
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.durations.append((time.perf_counter() - self._started) * 1000)
+
+    def summary(self) -> str:
+        if not self.durations:
+            return "no full GC"
+        return f"{len(self.durations)} full GC, longest {max(self.durations):.1f} ms"
+
+
 async def _w6(t: Target, subjects: list[Subject], cfg: Config) -> list[Measurement]:
     """Event-loop stalls during ``cfg.loop_saves`` saves on one new conversation
     (``save_chat_message`` without a limit, so it reads back up to that many
@@ -282,6 +306,8 @@ async def _w6(t: Target, subjects: list[Subject], cfg: Config) -> list[Measureme
         log.info("%s W6 %s", t.name, s.label)
         task = asyncio.create_task(ticker())
         await asyncio.sleep(cfg.tick * 5)  # the ticker running before the first save
+        collections = _FullCollections()
+        gc.callbacks.append(collections)
         try:
             for _ in range(cfg.loop_saves):
                 await s.save(conv, None)
@@ -289,9 +315,12 @@ async def _w6(t: Target, subjects: list[Subject], cfg: Config) -> list[Measureme
             m.errors += 1
             m.note = f"{type(exc).__name__}: {str(exc)[:120]}"
         finally:
+            gc.callbacks.remove(collections)
             done.set()
             await task
         m.values = [max(0.0, (b - a - cfg.tick) * 1000) for a, b in itertools.pairwise(ticks)]
+        if not m.errors:
+            m.note = collections.summary()
         results.append(m)
     return results
 

@@ -4,6 +4,7 @@ real database. No timing is asserted: the figures here are made up."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sqlite3
@@ -25,6 +26,7 @@ from benchmarks._report import (
     loop_lines,
     markdown,
 )
+from benchmarks._workloads import _FullCollections
 
 
 def m(target: str, workload: str, case: str, subject: str, median: float,
@@ -273,3 +275,25 @@ def test_report_json_of_a_run_is_plain_json() -> None:
     data = json.loads(json.dumps([m("s", "W2", "fetch whole conversation, H=1,000", "ours", 1.0),
                                   m("s", "W2", "fetch whole conversation, H=1,000", "floor", 1.0)]))
     assert build_rows(data, {})[0].ok == [True]
+
+
+def test_full_collections_during_the_stall_run_are_shown() -> None:
+    case = "event loop during 1,000 saves on a file"
+    data = [m("sqlite", "W6", case, "ours", 0, values=[0.1, 31.5],
+              note="1 full GC, longest 31.0 ms")]
+    line, ok = loop_lines(data)[0]
+    assert "ticks over 5 ms (1 full GC, longest 31.0 ms)" in line and ok is False
+
+
+def test_full_collections_are_counted_and_timed() -> None:
+    collections = _FullCollections()
+    gc.callbacks.append(collections)
+    try:
+        gc.collect(1)
+        assert collections.summary() == "no full GC"
+        gc.collect()
+        gc.collect()
+    finally:
+        gc.callbacks.remove(collections)
+    assert len(collections.durations) == 2 and all(d >= 0 for d in collections.durations)
+    assert collections.summary().startswith("2 full GC, longest ")
