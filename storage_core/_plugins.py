@@ -80,13 +80,9 @@ def _metadata_entry_points() -> Iterable[_EntryPoint]:
     return importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
 
 
-def _load_entry_points(
-    pm: pluggy.PluginManager, entry_points: Iterable[_EntryPoint] | None = None
-) -> None:
+def _load_entry_points(pm: pluggy.PluginManager, entry_points: Iterable[_EntryPoint]) -> None:
     """Register each entry point not blocked nor already registered; record
-    the ones that fail. None: importlib.metadata's list."""
-    if entry_points is None:
-        entry_points = _metadata_entry_points()
+    the ones that fail."""
     blocked = _blocked()
     for ep in entry_points:
         dist = ep.dist.name if ep.dist is not None else "?"

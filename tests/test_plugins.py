@@ -158,14 +158,13 @@ def test_broken_and_blocked_entry_points(monkeypatch: pytest.MonkeyPatch) -> Non
         FakeEntryPoint("blocked", "blocked-dist", None),
         FakeEntryPoint("good", "good-dist", None),
     ]
-    monkeypatch.setattr(_plugins.importlib.metadata, "entry_points", lambda group: eps)
     monkeypatch.setenv(_plugins.BLOCK_ENV, "blocked-dist")
     monkeypatch.setattr(_plugins, "_failures", [])
     pm = pluggy.PluginManager("storage_core")
     from storage_core import hookspecs
 
     pm.add_hookspecs(hookspecs)
-    _plugins._load_entry_points(pm)
+    _plugins._load_entry_points(pm, eps)
     assert pm.has_plugin("good") and not pm.has_plugin("blocked")
     assert [(f.name, f.distribution) for f in _plugins._failures] == [("broken", "broken-dist")]
     assert "boom" in _plugins._failures[0].error

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 import aiohttp
@@ -104,29 +104,31 @@ if HranaClient is not None and HranaConn is not None:
             else:
                 stream.close()
 
-        async def execute_proto(self, stmt: Any) -> Any:
-            """`execute`, answered with the protocol's result as it is."""
+        async def _on_stream(
+            self, send: Callable[[Any], Awaitable[Any]], ok: Callable[[Any], bool]
+        ) -> Any:
+            """``send(stream)`` on a stream of `_stream`, which is kept for the
+            next request when the answer is ``ok`` (and no exception came)."""
             await self._handshake()
             stream = self._stream()
             clean = False
             try:
-                result = await stream.execute(_stmt_to_proto(stmt))
-                clean = True
+                result = await send(stream)
+                clean = ok(result)
                 return result
             finally:
                 self._release(stream, clean)
 
+        async def execute_proto(self, stmt: Any) -> Any:
+            """`execute`, answered with the protocol's result as it is."""
+            proto = _stmt_to_proto(stmt)
+            return await self._on_stream(lambda stream: stream.execute(proto), lambda _: True)
+
         async def batch_proto(self, stmts: list[Any]) -> Any:
             """`batch`, answered with the protocol's batch result as it is."""
-            await self._handshake()
-            stream = self._stream()
-            clean = False
-            try:
-                result = await stream.batch(_batch_to_proto(stmts))
-                clean = not any(result["step_errors"])
-                return result
-            finally:
-                self._release(stream, clean)
+            proto = _batch_to_proto(stmts)
+            return await self._on_stream(lambda stream: stream.batch(proto),
+                                         lambda result: not any(result["step_errors"]))
 
 
 def create_client(url: str, auth_token: str | None) -> Any:

@@ -58,6 +58,8 @@ from storage_core_sqlite import sql
 from storage_core_sqlite.plan import (
     before_statement,
     export_statement,
+    in_order,
+    newest_statement,
     oldest_first,
     sessions_page_statement,
     to_sessions_page,
@@ -522,8 +524,8 @@ class EmbeddedBackend:
         return await self._synced(await self._primary.append(request))
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
-        params = (key.user_id, key.session_id, key.agent_id, -1 if limit is None else limit)
-        return oldest_first(await self._read("fetch_chat", sql.NEWEST, params))
+        statement = newest_statement((key.user_id, key.session_id, key.agent_id), limit)
+        return in_order(statement, await self._read("fetch_chat", *statement))
 
     async def pop(
         self, key: ConversationKey, request_id: str | None = None, replay: bool = False

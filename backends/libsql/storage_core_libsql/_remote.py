@@ -50,7 +50,9 @@ from storage_core_sqlite.plan import (
     check_schema_version,
     export_statement,
     import_params,
+    in_order,
     is_duplicate_request,
+    newest_statement,
     oldest_first,
     plan_append,
     replayed_pop,
@@ -293,12 +295,12 @@ class LibsqlBackend:
         # whole and then read in parts.
         conv = (key.user_id, key.session_id, key.agent_id)
         plain = (
-            (sql.NEWEST, (*conv, -1 if limit is None else limit))
+            newest_statement(conv, limit)
             if before_index is None
             else before_statement(key, limit, before_index)
         )
         try:
-            return oldest_first(await self._writer.query(what, *plain))
+            return in_order(plain, await self._writer.query(what, *plain))
         except StorageError as exc:
             if not response_refused(exc):
                 raise

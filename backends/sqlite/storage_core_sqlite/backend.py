@@ -46,7 +46,9 @@ from .plan import (
     check_schema_version,
     export_statement,
     import_params,
+    in_order,
     indexes_taken,
+    newest_statement,
     oldest_first,
     plan_append,
     replayed_pop,
@@ -229,10 +231,8 @@ class SqliteBackend:
         return await self._write("append", lambda db: _run_append(db, plan))
 
     async def fetch(self, key: ConversationKey, limit: int | None) -> Sequence[RowValues]:
-        conv = (key.user_id, key.session_id, key.agent_id)
-        if limit is None:
-            return await self._read("fetch_chat", sql.WHOLE, conv)
-        return oldest_first(await self._read("fetch_chat", sql.NEWEST, (*conv, limit)))
+        statement = newest_statement((key.user_id, key.session_id, key.agent_id), limit)
+        return in_order(statement, await self._read("fetch_chat", *statement))
 
     async def pop(
         self, key: ConversationKey, request_id: str | None = None, replay: bool = False

@@ -41,7 +41,6 @@ class AppendPlan:
     trim: Statement | None
     read: Statement | None
     record: Statement | None = None
-    ascending: bool = False  # ``read`` returns the rows oldest first (``sql.WHOLE``)
 
     @property
     def conversation(self) -> tuple[str, str, str]:
@@ -188,10 +187,7 @@ class AppendPlan:
             StoredRow(agent, start + 1 + i, r.role, r.content, r.timestamp)
             for i, r in enumerate(rows)
         ]
-        history: list[RowValues] | None = None
-        if req.history:
-            history = (cast("list[RowValues]", list(read_rows)) if self.ascending
-                       else oldest_first(read_rows))
+        history = in_order(self.read, read_rows) if req.history and self.read else None
         return AppendResult(stored=stored, history=history)
 
 
@@ -219,16 +215,14 @@ def plan_append(
     read: Statement | None = None
     if req.history and budgeted:
         read = within_statement(conv, req.history_limit)
-    elif req.history and req.history_limit is None:
-        read = (sql.WHOLE, conv)
     elif req.history:
-        read = (sql.NEWEST, (*conv, req.history_limit))
+        read = newest_statement(conv, req.history_limit)
     record: Statement | None = None
     if req.request_id is not None and req.rows and (req.must_record or not local):
         text = sql.record_append(skip_same_role=req.skip_same_role)
         params = (*conv, req.request_id, len(req.rows))
         record = (text, (*params, req.rows[0].role) if req.skip_same_role else params)
-    return AppendPlan(req, trim, read, record, ascending=read is not None and read[0] is sql.WHOLE)
+    return AppendPlan(req, trim, read, record)
 
 
 def replayed_pop(record: Sequence[Any], request_id: str) -> RowValues:
@@ -263,6 +257,23 @@ def check_schema_version(version: int | None) -> None:
 def is_duplicate_request(text: str) -> bool:
     """Whether a constraint error's text is the one a recorded request id raises."""
     return "UNIQUE" in text and sql.DUPLICATE_REQUEST in text
+
+
+def newest_statement(conv: Sequence[str], limit: int | None) -> Statement:
+    """The plain read of a conversation's newest ``limit`` rows; None: every
+    row, with ``sql.WHOLE`` (SQLite walks the key forwards faster than
+    backwards). `in_order` puts its rows oldest first."""
+    if limit is None:
+        return (sql.WHOLE, tuple(conv))
+    return (sql.NEWEST, (*conv, limit))
+
+
+def in_order(statement: Statement, rows: Sequence[Any]) -> list[RowValues]:
+    """The rows a read of a conversation returned, oldest first: ``sql.WHOLE``
+    reads them in that order, every other read newest first (`oldest_first`)."""
+    if statement[0] == sql.WHOLE:
+        return cast("list[RowValues]", list(rows))
+    return oldest_first(rows)
 
 
 def oldest_first(rows: Sequence[Any]) -> list[RowValues]:
